@@ -1,0 +1,44 @@
+# Every target bootstraps .venv itself: a fresh machine needs only Python 3 (with venv and pip) and a C compiler.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test test-cpu test-cuda bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,cuda,eval]"
+	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench,eval]"
+	touch $@ $(VENV)/.installed-run
+
+## make run: the main job (fastgnn demo on the built-in planted-partition graph)
+run: $(VENV)/.installed-run
+	$(BIN)/fastgnn demo
+
+## make test: every test; the CUDA twins in their own process under the Numba CUDA simulator
+test: test-cpu test-cuda
+
+test-cpu: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
+
+test-cuda: $(VENV)/.installed-test
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests/cuda -q $(PYTEST_ARGS)
+
+## make bench: the asv suite on this machine's Python (results in asv_benchmarks/results)
+bench: $(VENV)/.installed-bench
+	cd asv_benchmarks && ../$(BIN)/asv machine --yes && ../$(BIN)/asv run --python=same --show-stderr
+
+clean:
+	rm -rf $(VENV) build *.egg-info asv_benchmarks/results asv_benchmarks/html
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,199 @@
+"""Backend selection: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+The backend used by a call is decided, first match wins, by
+
+1. the ``backend=`` argument of the call,
+2. the innermost :func:`use_backend` context,
+3. the process-wide value set with :func:`set_backend`,
+4. the environment variable ``FASTGNN_BACKEND``,
+5. ``"auto"``.
+
+``"auto"`` resolves to ``"cuda"`` only when numba-cuda is installed and a real GPU is usable (the
+Numba CUDA simulator is a testing tool and never chosen automatically); otherwise to ``"cpu"``.
+Asking for ``"cuda"`` where it is not usable raises :class:`BackendUnavailableError` saying why;
+there is never a silent fallback.
+
+Nothing here imports numba at module import time: probing CUDA costs about half a second, so it
+happens on the first call that needs it and the answer is cached.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import threading
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "resolve",
+    "set_backend",
+    "get_backend",
+    "use_backend",
+    "cuda_status",
+    "cuda_available",
+    "available_backends",
+    "kernels",
+]
+
+BACKENDS = ("cpu", "cuda", "auto")
+ENV_VAR = "FASTGNN_BACKEND"
+
+_global_choice: str | None = None
+_local = threading.local()
+_cuda_status_cache: tuple[bool, str] | None = None
+
+
+class BackendUnavailableError(RuntimeError):
+    """Raised when a backend is asked for but cannot be used here (the message says why)."""
+
+
+def _validate_name(name, argname="backend") -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{argname}: expected one of {BACKENDS}, got {type(name).__name__} {name!r}")
+    key = name.strip().lower()
+    if key not in BACKENDS:
+        raise ValueError(f"{argname}: unknown backend {name!r}; expected one of {BACKENDS}")
+    return key
+
+
+def simulator_enabled() -> bool:
+    """True when ``NUMBA_ENABLE_CUDASIM=1`` (the CUDA simulator replaces the GPU)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def cuda_status(refresh: bool = False) -> tuple[bool, str]:
+    """Return ``(usable, reason)`` for the CUDA backend.
+
+    ``reason`` is a human-readable sentence: which GPU (or "simulator") is used, or why none is
+    usable (numba-cuda not installed, no driver, no device).
+    """
+    global _cuda_status_cache
+    if _cuda_status_cache is not None and not refresh:
+        return _cuda_status_cache
+    if importlib.util.find_spec("numba_cuda") is None:
+        status = (False, "numba-cuda is not installed (pip install 'fastgnn[cuda]')")
+    else:
+        try:
+            from numba import cuda
+        except Exception as exc:  # pragma: no cover - broken installs only
+            status = (False, f"numba.cuda failed to import: {exc}")
+        else:
+            if simulator_enabled():
+                status = (True, "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
+            else:
+                status = _probe_gpu(cuda)
+    _cuda_status_cache = status
+    return status
+
+
+def _probe_gpu(cuda) -> tuple[bool, str]:
+    try:
+        ok = cuda.is_available()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return False, f"the CUDA driver could not be initialised: {exc}"
+    if ok:
+        try:
+            dev = cuda.get_current_device()
+            name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+            return True, f"GPU {name}"
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            return False, f"a CUDA device was reported but could not be opened: {exc}"
+    # Ask the driver directly to tell "no driver" from "no device".
+    try:
+        from numba.cuda.cudadrv.driver import driver
+
+        count = driver.get_device_count()
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if "driver" in text.lower():
+            return False, "no CUDA driver was found (is an NVIDIA driver installed?)"
+        return False, f"the CUDA driver could not be initialised: {text}"
+    if count == 0:
+        return False, "the CUDA driver found no GPU device"
+    return False, "no usable CUDA device (numba.cuda.is_available() is False)"  # pragma: no cover
+
+
+def cuda_available() -> bool:
+    """True when the CUDA backend (a GPU or the simulator) can run kernels."""
+    return cuda_status()[0]
+
+
+def available_backends() -> dict[str, tuple[bool, str]]:
+    """``{"cpu": (True, ...), "cuda": (usable, reason)}``."""
+    import numba
+
+    return {
+        "cpu": (True, f"numba {numba.__version__}, {numba.get_num_threads()} threads"),
+        "cuda": cuda_status(),
+    }
+
+
+def set_backend(name: str | None) -> None:
+    """Set the process-wide default backend (``None`` clears it)."""
+    global _global_choice
+    _global_choice = None if name is None else _validate_name(name)
+
+
+def get_backend() -> str:
+    """The backend name in force before resolution (may be ``"auto"``)."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global_choice is not None:
+        return _global_choice
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return _validate_name(env, argname=ENV_VAR)
+    return "auto"
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Context manager: calls inside use ``name`` unless they pass ``backend=`` themselves.
+
+    Examples
+    --------
+    >>> with use_backend("cpu"):
+    ...     pass
+    """
+    key = _validate_name(name)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(key)
+    try:
+        yield key
+    finally:
+        stack.pop()
+
+
+def resolve(backend: str | None = None) -> str:
+    """Resolve to a concrete backend, ``"cpu"`` or ``"cuda"``.
+
+    Raises
+    ------
+    ValueError
+        unknown name.
+    BackendUnavailableError
+        ``"cuda"`` asked for but not usable; the message says why.
+    """
+    name = get_backend() if backend is None else _validate_name(backend)
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda":
+        ok, why = cuda_status()
+        if not ok:
+            raise BackendUnavailableError(f"backend 'cuda' is not usable: {why}")
+        return "cuda"
+    # auto: a real GPU only; the simulator is never picked implicitly.
+    if importlib.util.find_spec("numba_cuda") is None or simulator_enabled():
+        return "cpu"
+    ok, _ = cuda_status()
+    return "cuda" if ok else "cpu"
+
+
+def kernels(topic: str, backend: str):
+    """Import ``fastgnn.kernels.<backend>.<topic>`` (lazily, so CUDA modules load only when used)."""
+    return importlib.import_module(f"fastgnn.kernels.{backend}.{topic}")

@@ -1,0 +1,1 @@
+"""CUDA twins of the CPU kernels (same argument order), plus host-side launch helpers."""

@@ -1,0 +1,6 @@
+"""Plain NumPy oracles for every kernel (the references the tests compare against).
+
+Each topic keeps its references in ``tests/reference_<topic>.py``; this module re-exports them all so
+tests can use ``from tests import reference as ref``.
+"""
+from tests.reference_graph import *  # noqa: F401,F403

@@ -1,0 +1,185 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fastgnn import Graph
+from tests import reference as ref
+
+
+def random_edges(rng, n, e):
+    return rng.integers(0, n, e), rng.integers(0, n, e)
+
+
+def dense(g):
+    return g.to_scipy().toarray().astype(np.float64)
+
+
+@pytest.mark.parametrize("n,e", [(1, 0), (2, 1), (5, 12), (40, 200)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("symmetrize", [True, False])
+def test_from_edges_matches_reference(rng, n, e, weighted, symmetrize):
+    src, dst = random_edges(rng, n, e)
+    w = rng.random(e) * 3 if weighted else None
+    g = Graph.from_edges(src, dst, num_nodes=n, weights=w, symmetrize=symmetrize)
+    want = ref.dense_adjacency(src, dst, n, w, symmetrize=symmetrize)
+    if not weighted:
+        want = (want > 0).astype(np.float64)  # unweighted duplicates merge into one edge
+    np.testing.assert_allclose(dense(g), want, rtol=1e-6)
+    assert g.indptr.dtype == np.int64 and g.indices.dtype == np.int32
+    assert g.directed is (not symmetrize)
+    # rows sorted and unique
+    for i in range(n):
+        nb = g.neighbors(i)
+        assert np.all(np.diff(nb) > 0)
+
+
+def test_self_loops_dropped_and_duplicates_merged():
+    g = Graph.from_edges([0, 0, 1, 1, 2], [0, 1, 0, 1, 2], weights=[5.0, 1.0, 2.0, 7.0, 1.0])
+    assert g.num_nodes == 3
+    assert g.num_edges == 1
+    assert g.num_arcs == 2
+    # (0,1) and (1,0) are the same undirected edge: weights summed
+    np.testing.assert_allclose(g.edge_weights(0), [3.0])
+    np.testing.assert_allclose(g.edge_weights(1), [3.0])
+    assert g.neighbors(2).size == 0
+
+
+def test_counts_degrees_neighbors(rng):
+    src, dst = random_edges(rng, 30, 100)
+    g = Graph.from_edges(src, dst, num_nodes=30)
+    A = dense(g)
+    np.testing.assert_array_equal(g.degrees(), (A > 0).sum(1))
+    np.testing.assert_allclose(g.degrees(weighted=True), A.sum(1))
+    assert g.num_edges * 2 == g.num_arcs == int((A > 0).sum())
+    for i in range(30):
+        np.testing.assert_array_equal(g.neighbors(i), np.flatnonzero(A[i]))
+    s, d, w = g.edges()
+    assert np.all(s < d) and s.size == g.num_edges
+
+
+def test_empty_graph_is_valid():
+    g = Graph.from_edges([], [], num_nodes=4)
+    assert (g.num_nodes, g.num_edges) == (4, 0)
+    assert g.degrees().tolist() == [0, 0, 0, 0]
+    g0 = Graph.from_edges(np.array([], np.int64), np.array([], np.int64))
+    assert g0.num_nodes == 0 and g0.num_edges == 0
+
+
+def test_arrays_are_read_only():
+    g = Graph.from_edges([0, 1], [1, 2])
+    with pytest.raises(ValueError):
+        g.indices[0] = 2
+
+
+def test_scipy_roundtrip(rng):
+    src, dst = random_edges(rng, 25, 80)
+    w = rng.random(80) + 0.5
+    g = Graph.from_edges(src, dst, num_nodes=25, weights=w)
+    g2 = Graph.from_scipy(g.to_scipy())
+    assert not g2.directed
+    np.testing.assert_allclose(dense(g2), dense(g))
+    # asymmetric input: directed; diagonal dropped
+    A = sp.csr_matrix(np.array([[1.0, 2.0, 0], [0, 0, 1.0], [0, 0, 0]]))
+    g3 = Graph.from_scipy(A)
+    assert g3.directed and g3.num_edges == 2
+    np.testing.assert_allclose(dense(g3), [[0, 2, 0], [0, 0, 1], [0, 0, 0]])
+    ones = Graph.from_scipy(sp.csr_matrix(np.array([[0, 1.0], [1.0, 0]])))
+    assert ones.weights is None
+
+
+def test_from_networkx():
+    nx = pytest.importorskip("networkx")
+    G = nx.karate_club_graph()
+    g = Graph.from_networkx(G, weight=None)
+    assert (g.num_nodes, g.num_edges) == (34, 78)
+    D = nx.DiGraph()
+    D.add_edge("a", "b", weight=2.5)
+    D.add_edge("b", "c", weight=1.0)
+    gd = Graph.from_networkx(D)
+    assert gd.directed and gd.num_edges == 2
+    np.testing.assert_allclose(dense(gd), [[0, 2.5, 0], [0, 0, 1], [0, 0, 0]])
+    with pytest.raises(TypeError, match="G"):
+        Graph.from_networkx([1, 2])
+
+
+def test_save_load_roundtrip(tmp_path, rng):
+    src, dst = random_edges(rng, 20, 50)
+    for w in (None, rng.random(50)):
+        g = Graph.from_edges(src, dst, num_nodes=20, weights=w)
+        g.save(tmp_path / "g.npz")
+        h = Graph.load(tmp_path / "g.npz")
+        np.testing.assert_array_equal(h.indptr, g.indptr)
+        np.testing.assert_array_equal(h.indices, g.indices)
+        assert (h.weights is None) == (g.weights is None)
+        assert h.directed == g.directed
+    with pytest.raises(FileNotFoundError, match="path"):
+        Graph.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "bad.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a fastgnn graph"):
+        Graph.load(tmp_path / "bad.npz")
+
+
+def test_read_edgelist(tmp_path):
+    p = tmp_path / "e.txt"
+    p.write_text("# comment\n0 1\n1\t2\n\n2 3  # trailing\n3 0\n")
+    g = Graph.read_edgelist(p)
+    assert (g.num_nodes, g.num_edges) == (4, 4)
+    pw = tmp_path / "w.txt"
+    pw.write_text("0 1 0.5\n1 2 2\n")
+    gw = Graph.read_edgelist(pw)
+    np.testing.assert_allclose(gw.edge_weights(1), [0.5, 2.0])
+
+
+@pytest.mark.parametrize("text,line,match", [
+    ("0 1\n1 x\n", 2, "integers"),
+    ("0 1\n1\n", 2, "expected"),
+    ("0 1\n1 2 3 4\n", 2, "expected"),
+    ("0 1\n-1 2\n", 2, "negative"),
+    ("0 1 1.0\n1 2 nan\n", 2, "weight"),
+    ("0 1 1.0\n1 2 -3\n", 2, "weight"),
+    ("0 1\n1 2\n2 3 1.0\n", 3, "columns"),
+])
+def test_read_edgelist_malformed_reports_line(tmp_path, text, line, match):
+    p = tmp_path / "bad.txt"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=rf"line {line}:.*{match}"):
+        Graph.read_edgelist(p)
+
+
+def test_read_edgelist_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path"):
+        Graph.read_edgelist(tmp_path / "nope.txt")
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(src=[0, -1], dst=[1, 2]), ValueError, "src: negative id -1"),
+    (dict(src=[0, 1], dst=[1, -5]), ValueError, "dst: negative id -5"),
+    (dict(src=[0.5, 1], dst=[1, 2]), TypeError, "src: expected integer"),
+    (dict(src=[0, 1], dst=[1.0, 2.0]), TypeError, "dst: expected integer"),
+    (dict(src=[0, 1], dst=[1, 2, 3]), ValueError, "src and dst: lengths differ"),
+    (dict(src=[0, 5], dst=[1, 2], num_nodes=4), ValueError, "src: index 5 out of range"),
+    (dict(src=[0, 1], dst=[1, 9], num_nodes=4), ValueError, "dst: index 9 out of range"),
+    (dict(src=[0, 1], dst=[1, 2], weights=[1.0, np.nan]), ValueError, "weights: non-finite"),
+    (dict(src=[0, 1], dst=[1, 2], weights=[1.0, -2.0]), ValueError, "weights: must be non-negative"),
+    (dict(src=[0, 1], dst=[1, 2], weights=[1.0]), ValueError, "weights: length"),
+    (dict(src=[0, 1], dst=[1, 2], num_nodes=-1), ValueError, "num_nodes"),
+    (dict(src=[[0, 1]], dst=[[1, 2]]), ValueError, "src: expected a 1-d"),
+])
+def test_from_edges_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        Graph.from_edges(**kwargs)
+
+
+def test_constructor_validates_csr():
+    with pytest.raises(ValueError, match="indptr: must start at 0"):
+        Graph([1, 2], [0])
+    with pytest.raises(ValueError, match="indptr: last value"):
+        Graph([0, 1, 3], [1, 0])
+    with pytest.raises(ValueError, match="indptr: must be non-decreasing"):
+        Graph([0, 2, 1, 2], [1, 2])
+    with pytest.raises(ValueError, match="indices: index 5 out of range"):
+        Graph([0, 1, 2], [1, 5])
+    with pytest.raises(TypeError, match="indptr"):
+        Graph([0.0, 1.0], [0])
+    with pytest.raises(ValueError, match="neighbors|i: node"):
+        Graph.from_edges([0], [1]).neighbors(2)
