@@ -375,6 +375,33 @@ class Graph:
             self._cache[key] = (_readonly(r), _readonly(c))
         return self._cache[key]
 
+    def transpose(self) -> "Graph":
+        """The graph with every arc reversed (itself for an undirected graph); cached."""
+        if not self.directed:
+            return self
+        if "transpose" not in self._cache:
+            src, dst, w = self.arcs()
+            self._cache["transpose"] = Graph._from_coo(dst.astype(np.int64), src.astype(np.int64),
+                                                       None if self.weights is None else w.astype(np.float64),
+                                                       self.num_nodes, directed=True)
+        return self._cache["transpose"]
+
+    def with_self_loops(self):
+        """``(indptr, indices)`` of the arcs plus one self-loop per node (row-sorted), for attention layers; cached.
+
+        Returned as plain arrays: a :class:`Graph` never stores self-loops.
+        """
+        if "self_loops" not in self._cache:
+            n = self.num_nodes
+            src, dst, _ = self.arcs()
+            rows = np.concatenate([src.astype(np.int64), np.arange(n)])
+            cols = np.concatenate([dst.astype(np.int64), np.arange(n)])
+            order = np.lexsort((cols, rows))
+            indptr = np.zeros(n + 1, np.int64)
+            np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+            self._cache["self_loops"] = (_readonly(indptr), _readonly(cols[order].astype(self.indices.dtype)))
+        return self._cache["self_loops"]
+
     def device_arrays(self):
         """``(indptr, indices, weights)`` on the current CUDA device, copied once and cached."""
         if "device" not in self._cache:
@@ -459,6 +486,23 @@ def spmm(graph: Graph, X, norm: str | None = None, *, out=None, backend: str | N
     else:
         _spmm_cpu(graph, X2, norm, out2)
     return out2.reshape(X.shape) if out is None else out
+
+
+def spmm_scaled(graph: Graph, X: np.ndarray, row_scale, col_scale, out=None) -> np.ndarray:
+    """``diag(row_scale) A diag(col_scale) X`` on the CPU for validated, C-contiguous 2-d ``X`` (internal).
+
+    Lets autograd run a product and its transpose with one kernel: ``(R A C)^T = C A^T R``.
+    """
+    if out is None:
+        out = np.empty_like(X)
+    k = _backend.kernels("sparse", "cpu")
+    has_w = graph.weights is not None
+    w = graph.weights if has_w else np.ones(1, np.float32)
+    n = graph.num_nodes
+    r = np.ones(n, X.dtype) if row_scale is None else np.ascontiguousarray(row_scale, X.dtype)
+    c = np.ones(n, X.dtype) if col_scale is None else np.ascontiguousarray(col_scale, X.dtype)
+    k.spmm_csr(graph.indptr, graph.indices, w, has_w, 1, r, c, X, out)
+    return out
 
 
 def _kernel_args(graph, norm, dtype):

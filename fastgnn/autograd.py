@@ -1,0 +1,527 @@
+"""A small reverse-mode automatic differentiation over NumPy arrays.
+
+Each operation returns a :class:`Tensor` that remembers its inputs and a closure computing their
+gradients; :meth:`Tensor.backward` walks the recorded graph in reverse topological order. It exists to
+train the GNN encoders in :mod:`fastgnn.nn`: the heavy products go through the compiled sparse kernel
+(:func:`spmm`), the rest are vectorised NumPy. Every operation is checked against finite differences in
+``tests/test_autograd.py``.
+
+Loss kernels that already return exact gradients enter the graph through :func:`from_gradients`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check
+from .graph import Graph, _check_graph, spmm_scaled
+
+__all__ = [
+    "Tensor", "RowSparseGrad", "tensor", "no_grad_value",
+    "add", "sub", "mul", "matmul", "neg", "relu", "leaky_relu", "elu", "softmax", "log_softmax", "dropout",
+    "l2_normalize", "concat", "mean", "sum", "reshape", "spmm", "gcn_propagate", "gat_aggregate", "embedding",
+    "from_gradients",
+]
+
+
+class RowSparseGrad:
+    """A gradient that touches only some rows: ``dense[rows] += values`` (rows may repeat)."""
+
+    __slots__ = ("rows", "values", "shape")
+    __array_ufunc__ = None  # ndarray + RowSparseGrad defers to __radd__
+
+    def __init__(self, rows, values, shape):
+        self.rows = np.asarray(rows, np.int64)
+        self.values = np.asarray(values)
+        self.shape = tuple(shape)
+
+    def to_dense(self, dtype=None):
+        out = np.zeros(self.shape, dtype or self.values.dtype)
+        np.add.at(out, self.rows, self.values)
+        return out
+
+    def coalesce(self):
+        """``(unique_rows, summed_values)``."""
+        uniq, inv = np.unique(self.rows, return_inverse=True)
+        vals = np.zeros((uniq.size,) + self.shape[1:], self.values.dtype)
+        np.add.at(vals, inv.ravel(), self.values)
+        return uniq, vals
+
+    def __add__(self, other):
+        if isinstance(other, RowSparseGrad):
+            return RowSparseGrad(np.concatenate([self.rows, other.rows]),
+                                 np.concatenate([self.values, other.values]), self.shape)
+        out = np.array(other, copy=True)
+        np.add.at(out, self.rows, self.values)
+        return out
+
+    __radd__ = __add__
+
+
+class Tensor:
+    """An array with an optional gradient and the record of how it was computed.
+
+    Parameters
+    ----------
+    data : array-like
+        Stored as a float32 (default) or float64 ndarray.
+    requires_grad : bool
+        Leaf tensors with ``requires_grad`` receive ``.grad`` from :meth:`backward`.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "name")
+    __array_priority__ = 100
+
+    def __init__(self, data, requires_grad: bool = False, name: str | None = None, _parents=(), _backward=None):
+        arr = np.asarray(data)
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float32)
+        self.data = arr
+        self.grad = None
+        self.requires_grad = bool(requires_grad or any(p.requires_grad for p in _parents))
+        self._parents = tuple(_parents) if self.requires_grad else ()
+        self._backward = _backward if self.requires_grad else None
+        self.name = name
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return float(self.data)
+
+    def __repr__(self):
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+    def zero_grad(self):
+        self.grad = None
+
+    def _accumulate(self, g):
+        if not self.requires_grad:
+            return
+        if self.grad is None:
+            self.grad = g if isinstance(g, RowSparseGrad) else np.array(g, dtype=self.dtype, copy=True)
+        elif isinstance(self.grad, RowSparseGrad) and not isinstance(g, RowSparseGrad):
+            self.grad = self.grad + np.asarray(g, self.dtype)
+        else:
+            self.grad = self.grad + g
+
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` defaults to 1 for a scalar; a non-scalar needs it explicitly.
+        """
+        if not self.requires_grad:
+            raise ValueError("backward: this tensor does not require a gradient (no input had requires_grad=True)")
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(f"grad: backward of a non-scalar tensor of shape {self.shape} needs an explicit grad")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad, self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
+        order = _topological(self)
+        grads = {id(self): grad}
+        for node in order:
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:  # a leaf
+                node._accumulate(g)
+                continue
+            if isinstance(g, RowSparseGrad):  # only leaves keep row-sparse gradients
+                g = g.to_dense(node.dtype)
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                key = id(parent)
+                if key in grads:
+                    grads[key] = grads[key] + pg
+                else:
+                    grads[key] = pg
+
+    # operators
+    def __add__(self, other):
+        return add(self, other)
+
+    def __radd__(self, other):
+        return add(other, self)
+
+    def __sub__(self, other):
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        return sub(other, self)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        return mul(other, self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __neg__(self):
+        return neg(self)
+
+
+def _topological(root):
+    order, seen = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for p in node._parents:
+            if id(p) not in seen:
+                stack.append((p, False))
+    return order[::-1]
+
+
+def tensor(x, requires_grad=False, name=None) -> Tensor:
+    """Wrap ``x`` (a Tensor is returned as is)."""
+    return x if isinstance(x, Tensor) else Tensor(x, requires_grad=requires_grad, name=name)
+
+
+def no_grad_value(x):
+    """The array behind a Tensor (or ``x`` itself)."""
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _unbroadcast(g, shape):
+    """Sum ``g`` down to ``shape`` (the reverse of NumPy broadcasting)."""
+    if g.shape == shape:
+        return g
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and g.shape[axis] != 1:
+            g = g.sum(axis=axis, keepdims=True)
+    return g
+
+
+def _wrap(value, parents, backward):
+    return Tensor(value, _parents=parents, _backward=backward)
+
+
+# ---------------------------------------------------------------------------- elementwise
+def add(a, b) -> Tensor:
+    """``a + b`` with NumPy broadcasting (a bias row broadcasts over rows)."""
+    a, b = tensor(a), tensor(b)
+    return _wrap(a.data + b.data, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)))
+
+
+def sub(a, b) -> Tensor:
+    a, b = tensor(a), tensor(b)
+    return _wrap(a.data - b.data, (a, b), lambda g: (_unbroadcast(g, a.shape), -_unbroadcast(g, b.shape)))
+
+
+def mul(a, b) -> Tensor:
+    """Elementwise ``a * b`` with broadcasting."""
+    a, b = tensor(a), tensor(b)
+    return _wrap(a.data * b.data, (a, b),
+                 lambda g: (_unbroadcast(g * b.data, a.shape), _unbroadcast(g * a.data, b.shape)))
+
+
+def neg(a) -> Tensor:
+    a = tensor(a)
+    return _wrap(-a.data, (a,), lambda g: (-g,))
+
+
+def matmul(a, b) -> Tensor:
+    """``a @ b`` for 2-d operands: ``dA = G Bᵀ``, ``dB = Aᵀ G``."""
+    a, b = tensor(a), tensor(b)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"matmul: expected 2-d operands, got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
+    return _wrap(a.data @ b.data, (a, b), lambda g: (g @ b.data.T, a.data.T @ g))
+
+
+def relu(x) -> Tensor:
+    """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere."""
+    x = tensor(x)
+    mask = x.data > 0
+    return _wrap(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,))
+
+
+def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
+    """``x`` if ``x > 0`` else ``negative_slope * x``."""
+    x = tensor(x)
+    slope = _check.real(negative_slope, "negative_slope")
+    factor = np.where(x.data > 0, 1.0, slope).astype(x.dtype)
+    return _wrap(x.data * factor, (x,), lambda g: (g * factor,))
+
+
+def elu(x, alpha: float = 1.0) -> Tensor:
+    """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``."""
+    x = tensor(x)
+    alpha = _check.real(alpha, "alpha", minimum=0.0)
+    neg_part = alpha * np.expm1(np.minimum(x.data, 0))
+    out = np.where(x.data > 0, x.data, neg_part).astype(x.dtype)
+    deriv = np.where(x.data > 0, 1.0, neg_part + alpha).astype(x.dtype)
+    return _wrap(out, (x,), lambda g: (g * deriv,))
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """Row softmax (max-shifted): ``dX = Y ⊙ (G − Σ G⊙Y)``."""
+    x = tensor(x)
+    z = x.data - x.data.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    y = e / e.sum(axis=axis, keepdims=True)
+    return _wrap(y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),))
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """``x − logsumexp(x)`` per row: ``dX = G − softmax(x) Σ G``."""
+    x = tensor(x)
+    z = x.data - x.data.max(axis=axis, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    out = z - lse
+    p = np.exp(out)
+    return _wrap(out, (x,), lambda g: (g - p * g.sum(axis=axis, keepdims=True),))
+
+
+def dropout(x, p: float, rng: np.random.Generator, training: bool = True) -> Tensor:
+    """Inverted dropout: zero each entry with probability ``p`` (drawn from ``rng``), scale the rest by 1/(1−p)."""
+    x = tensor(x)
+    p = _check.real(p, "p", minimum=0.0, maximum=1.0, strict_max=True)
+    if not training or p == 0.0:
+        return x
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator (seeded), got {type(rng).__name__}")
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) / x.dtype.type(1.0 - p)
+    return _wrap(x.data * keep, (x,), lambda g: (g * keep,))
+
+
+def l2_normalize(x, eps: float = 1e-12) -> Tensor:
+    """Rows scaled to unit norm: ``y = x / max(‖x‖, eps)``; ``dX = (G − y (y·G)) / max(‖x‖, eps)``."""
+    x = tensor(x)
+    norm = np.sqrt((x.data.astype(np.float64) ** 2).sum(axis=-1, keepdims=True))
+    denom = np.maximum(norm, eps).astype(x.dtype)
+    y = x.data / denom
+    small = norm < eps
+
+    def back(g):
+        proj = np.where(small, 0.0, (g * y).sum(axis=-1, keepdims=True)).astype(x.dtype)
+        return ((g - y * proj) / denom,)
+
+    return _wrap(y, (x,), back)
+
+
+def concat(tensors, axis: int = -1) -> Tensor:
+    """Concatenate along ``axis``; the gradient is split back."""
+    ts = [tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("tensors: need at least one tensor to concatenate")
+    sizes = np.cumsum([t.shape[axis] for t in ts])[:-1]
+    return _wrap(np.concatenate([t.data for t in ts], axis=axis), tuple(ts),
+                 lambda g: tuple(np.split(g, sizes, axis=axis)))
+
+
+def mean(x, axis=None) -> Tensor:
+    """Mean over ``axis`` (all entries when None)."""
+    x = tensor(x)
+    out = x.data.mean(axis=axis)
+    count = x.data.size if axis is None else x.shape[axis]
+
+    def back(g):
+        g = np.asarray(g, x.dtype)
+        if axis is not None:
+            g = np.expand_dims(g, axis)
+        return (np.broadcast_to(g / x.dtype.type(count), x.shape).copy(),)
+
+    return _wrap(np.asarray(out, x.dtype), (x,), back)
+
+
+def sum(x, axis=None) -> Tensor:  # noqa: A001 - mirrors numpy
+    x = tensor(x)
+
+    def back(g):
+        g = np.asarray(g, x.dtype)
+        if axis is not None:
+            g = np.expand_dims(g, axis)
+        return (np.broadcast_to(g, x.shape).copy(),)
+
+    return _wrap(np.asarray(x.data.sum(axis=axis), x.dtype), (x,), back)
+
+
+def reshape(x, shape) -> Tensor:
+    x = tensor(x)
+    return _wrap(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),))
+
+
+# ---------------------------------------------------------------------------- graph operations
+def _as_2d(a):
+    return np.ascontiguousarray(a.reshape(a.shape[0], -1))
+
+
+def spmm(graph: Graph, x, norm: str | None = None) -> Tensor:
+    """``Â X`` through the compiled kernel; backward ``Âᵀ G`` with ``(R A C)ᵀ = C Aᵀ R``."""
+    graph = _check_graph(graph)
+    x = tensor(x)
+    _check.choice(norm, "norm", (None, "sym", "rw"))
+    if x.shape[0] != graph.num_nodes:
+        raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
+    if norm is None:
+        r = c = None
+    else:
+        r, c = graph.norm_scales(norm, x.dtype)
+        if norm == "rw":
+            c = None
+    xd = _as_2d(x.data)
+    out = spmm_scaled(graph, xd, r, c).reshape(x.shape)
+    gt = graph.transpose()
+
+    def back(g):
+        return (spmm_scaled(gt, _as_2d(np.asarray(g, x.dtype)), c, r).reshape(x.shape),)
+
+    return _wrap(out, (x,), back)
+
+
+def _gcn_scale(graph, dtype):
+    key = ("gcn_scale", np.dtype(dtype).str)
+    if key not in graph._cache:
+        deg = graph.degrees(weighted=True).astype(np.float64) + 1.0
+        graph._cache[key] = (deg ** -0.5).astype(dtype)
+    return graph._cache[key]
+
+
+def gcn_propagate(graph: Graph, x) -> Tensor:
+    """Kipf & Welling's ``D̃^-1/2 (A + I) D̃^-1/2 X`` with ``D̃ = D + I``, as one op over the compiled kernel."""
+    graph = _check_graph(graph)
+    x = tensor(x)
+    if x.shape[0] != graph.num_nodes:
+        raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
+    r = _gcn_scale(graph, x.dtype)
+    r2 = (r * r)[:, None]
+    xd = _as_2d(x.data)
+    out = (spmm_scaled(graph, xd, r, r) + r2 * xd).reshape(x.shape)
+    gt = graph.transpose()
+
+    def back(g):
+        gd = _as_2d(np.asarray(g, x.dtype))
+        return ((spmm_scaled(gt, gd, r, r) + r2 * gd).reshape(x.shape),)
+
+    return _wrap(out, (x,), back)
+
+
+def gat_aggregate(graph: Graph, h, att_src, att_dst, negative_slope: float = 0.2) -> Tensor:
+    """Graph-attention aggregation (Veličković et al. 2018) over arcs plus self-loops.
+
+    For every head: ``e_ij = LeakyReLU(a_src·h_j + a_dst·h_i)``, ``α_ij = softmax_j∈N(i)∪{i}(e_ij)``,
+    ``out_i = Σ_j α_ij h_j``.
+
+    Parameters
+    ----------
+    h : Tensor [N, H, F]
+    att_src, att_dst : Tensor [H, F]
+
+    Returns
+    -------
+    Tensor [N, H, F]
+    """
+    graph = _check_graph(graph)
+    h, att_src, att_dst = tensor(h), tensor(att_src), tensor(att_dst)
+    n = graph.num_nodes
+    if h.ndim != 3 or h.shape[0] != n:
+        raise ValueError(f"h: expected shape [{n}, heads, features], got {h.shape}")
+    H, F = h.shape[1], h.shape[2]
+    for name, a in (("att_src", att_src), ("att_dst", att_dst)):
+        if a.shape != (H, F):
+            raise ValueError(f"{name}: expected shape [{H}, {F}], got {a.shape}")
+    slope = _check.real(negative_slope, "negative_slope")
+    indptr, cols = graph.with_self_loops()
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    hd = h.data
+    s = np.einsum("nhf,hf->nh", hd, att_src.data)  # source scores [N, H]
+    t = np.einsum("nhf,hf->nh", hd, att_dst.data)  # target scores [N, H]
+    z = s[cols] + t[rows]  # [E', H]
+    act = np.where(z > 0, 1.0, slope).astype(hd.dtype)
+    e = z * act
+    starts = indptr[:-1]
+    emax = np.maximum.reduceat(e, starts, axis=0) if n else e
+    ex = np.exp(e - emax[rows])
+    denom = np.add.reduceat(ex, starts, axis=0) if n else ex
+    alpha = ex / denom[rows]  # [E', H]
+    hj = hd[cols]  # [E', H, F]
+    # rows are sorted and every row has its self-loop, so per-row sums are contiguous segments
+    out = np.add.reduceat(alpha[:, :, None] * hj, starts, axis=0) if n else np.zeros_like(hd)
+
+    def back(g):
+        g = np.asarray(g, hd.dtype)
+        gi = g[rows]  # [E', H, F]
+        dalpha = (gi * hj).sum(-1)  # [E', H]
+        dh = np.zeros_like(hd)
+        np.add.at(dh, cols, alpha[:, :, None] * gi)
+        weighted = np.add.reduceat(alpha * dalpha, starts, axis=0)  # Σ_k α_ik dα_ik per row
+        de = alpha * (dalpha - weighted[rows])
+        dz = de * act
+        ds = np.zeros((n, H), hd.dtype)
+        dt = np.zeros((n, H), hd.dtype)
+        np.add.at(ds, cols, dz)
+        np.add.at(dt, rows, dz)
+        dh += ds[:, :, None] * att_src.data[None] + dt[:, :, None] * att_dst.data[None]
+        da_src = np.einsum("nh,nhf->hf", ds, hd)
+        da_dst = np.einsum("nh,nhf->hf", dt, hd)
+        return dh, da_src, da_dst
+
+    return _wrap(out, (h, att_src, att_dst), back)
+
+
+def embedding(table, ids) -> Tensor:
+    """Rows ``table[ids]``; the table's gradient is row-sparse (:class:`RowSparseGrad`)."""
+    table = tensor(table)
+    ids = _check.index_array(ids, "ids", upper=table.shape[0], ndim=None, what=f"table with {table.shape[0]} rows")
+    shape = table.shape
+
+    def back(g):
+        g = np.asarray(g, table.dtype)
+        return (RowSparseGrad(ids.ravel(), g.reshape(-1, *shape[1:]), shape),)
+
+    return _wrap(table.data[ids], (table,), back)
+
+
+def from_gradients(value, inputs, grads) -> Tensor:
+    """Enter a loss kernel's result ``(value, grads)`` into the graph as a scalar op.
+
+    ``grads[k]`` is d(value)/d(inputs[k]) (an array, a :class:`RowSparseGrad`, or None); on backward
+    each is scaled by the incoming scalar gradient.
+    """
+    inputs = tuple(tensor(t) for t in inputs)
+    if len(inputs) != len(grads):
+        raise ValueError(f"grads: expected {len(inputs)} gradients (one per input), got {len(grads)}")
+    for t, gr in zip(inputs, grads):
+        if gr is not None and not isinstance(gr, RowSparseGrad) and np.shape(gr) != t.shape:
+            raise ValueError(f"grads: gradient of shape {np.shape(gr)} does not match input of shape {t.shape}")
+    dtype = inputs[0].dtype if inputs else np.float64
+
+    def back(g):
+        scale = float(np.asarray(g))
+        out = []
+        for gr in grads:
+            if gr is None:
+                out.append(None)
+            elif isinstance(gr, RowSparseGrad):
+                out.append(RowSparseGrad(gr.rows, gr.values * scale, gr.shape))
+            else:
+                out.append(np.asarray(gr) * scale)
+        return tuple(out)
+
+    return _wrap(np.asarray(value, dtype), inputs, back)
