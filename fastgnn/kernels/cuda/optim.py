@@ -1,0 +1,238 @@
+"""CUDA twins of ``kernels/cpu/optim.py``: the dense fused updates on flat arrays, row-sparse updates,
+and the clipping helpers. One thread per element (rows: one block row per distinct table row, threads
+over columns); the arithmetic is the CPU kernels' in the same order.
+
+The ``*_flat`` and ``*_rows`` kernels have the CPU kernels' argument order; the ``launch_*`` helpers take
+device arrays (rows, chains and gradients of the row kernels may be host arrays: they are copied over).
+"""
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+_THREADS = 256
+_ROW_TX = 32  # threads over a row's columns
+_ROW_TY = 8  # distinct rows per block
+
+
+@cuda.jit(device=True, inline=True)
+def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first):
+    gi = -g if maximize else g
+    if wd != 0:
+        gi = gi + wd * p[i]
+    if momentum != 0:
+        if first:
+            b = gi
+        else:
+            b = buf[bi] * momentum + one_m_damp * gi
+        buf[bi] = b
+        if nesterov:
+            gi = gi + momentum * b
+        else:
+            gi = b
+    p[i] = p[i] + neg_lr * gi
+
+
+@cuda.jit(device=True, inline=True)
+def _adam_elem(p, g, m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
+    pi = p[i]
+    if decay != 1:
+        pi = pi * decay
+    gi = g
+    if wd != 0:
+        gi = gi + wd * pi
+    mi = m[i]
+    if w < 0.5:
+        mi = mi + w * (gi - mi)
+    else:
+        mi = gi - (gi - mi) * one_m_w
+    vi = v[i] * beta2 + (one_m_b2 * gi) * gi
+    m[i] = mi
+    v[i] = vi
+    if amsgrad:
+        mx = vmax[i]
+        if mx > vi or mx != mx:
+            vi = mx
+        vmax[i] = vi
+    denom = math.sqrt(vi) / bc2_sqrt + eps
+    p[i] = pi + neg_step * (mi / denom)
+
+
+@cuda.jit(cache=True)
+def sgd_flat(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
+    i = cuda.grid(1)
+    if i < p.size:
+        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+
+
+@cuda.jit(cache=True)
+def adam_flat(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
+    i = cuda.grid(1)
+    if i < p.size:
+        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+
+
+@cuda.jit(cache=True)
+def _nonfinite_flag(x, flag):
+    i = cuda.grid(1)
+    if i < x.size:
+        y = x[i]
+        if y * 0 != 0:  # NaN or ±inf; every writer writes the same 1
+            flag[0] = 1
+
+
+@cuda.jit(cache=True)
+def _sumsq_blocks(x, out):
+    # one float64 partial per block, reduced in a fixed tree order (deterministic)
+    tmp = cuda.shared.array(_THREADS, dtype=np.float64)
+    t = cuda.threadIdx.x
+    acc = 0.0
+    i = cuda.blockIdx.x * _THREADS + t
+    stride = cuda.gridDim.x * _THREADS
+    while i < x.size:
+        y = float64(x[i])
+        acc += y * y
+        i += stride
+    tmp[t] = acc
+    cuda.syncthreads()
+    s = _THREADS // 2
+    while s > 0:
+        if t < s:
+            tmp[t] += tmp[t + s]
+        cuda.syncthreads()
+        s //= 2
+    if t == 0:
+        out[cuda.blockIdx.x] = tmp[0]
+
+
+@cuda.jit(cache=True)
+def _scale(x, coef):
+    i = cuda.grid(1)
+    if i < x.size:
+        x[i] = x[i] * coef
+
+
+@cuda.jit(cache=True)
+def _clamp(x, lo, hi):
+    i = cuda.grid(1)
+    if i < x.size:
+        y = x[i]
+        if y < lo:
+            x[i] = lo
+        elif y > hi:
+            x[i] = hi
+
+
+@cuda.jit(cache=True)
+def sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
+    k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    u = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    if u >= nu or k >= p.shape[1]:
+        return
+    i = ufirst[u]
+    r = rows[i]
+    acc = grads[i, k]
+    j = nxt[i]
+    while j >= 0:
+        acc += grads[j, k]
+        j = nxt[j]
+    prow = p[r]
+    brow = buf[r] if momentum != 0 else prow  # untouched without momentum
+    _sgd_elem(prow, acc, brow, k, k, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+
+
+@cuda.jit(cache=True)
+def adam_rows(p, rows, grads, ufirst, nxt, nu, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay,
+              amsgrad):
+    k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    u = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    if u >= nu or k >= p.shape[1]:
+        return
+    i = ufirst[u]
+    r = rows[i]
+    acc = grads[i, k]
+    j = nxt[i]
+    while j >= 0:
+        acc += grads[j, k]
+        j = nxt[j]
+    vrow = vmax[r] if amsgrad else m[r]
+    _adam_elem(p[r], acc, m[r], v[r], vrow, k, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+
+
+# ------------------------------------------------------------------------------------------ launchers
+def _blocks(n):
+    return max(1, math.ceil(n / _THREADS))
+
+
+def launch_sgd(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
+    """SGD on flat device arrays (``buf`` may be empty when ``momentum == 0``)."""
+    if p.size:
+        sgd_flat[_blocks(p.size), _THREADS](p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize)
+
+
+def launch_adam(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
+    """Adam/AdamW/AMSGrad on flat device arrays (``vmax`` may be empty without AMSGrad)."""
+    if p.size:
+        adam_flat[_blocks(p.size), _THREADS](p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd,
+                                            decay, amsgrad)
+
+
+def has_nonfinite(x) -> bool:
+    """True when the flat device array ``x`` holds a NaN or an infinity."""
+    if x.size == 0:
+        return False
+    flag = cuda.to_device(np.zeros(1, dtype=np.int32))
+    _nonfinite_flag[_blocks(x.size), _THREADS](x, flag)
+    return bool(flag.copy_to_host()[0])
+
+
+def sum_squares(x) -> float:
+    """Σ x² of a flat device array, accumulated in float64."""
+    if x.size == 0:
+        return 0.0
+    nb = min(_blocks(x.size), 1024)
+    out = cuda.device_array(nb, dtype=np.float64)
+    _sumsq_blocks[nb, _THREADS](x, out)
+    return float(out.copy_to_host().sum())
+
+
+def launch_scale(x, coef):
+    """x ← x·coef on a flat device array."""
+    if x.size:
+        _scale[_blocks(x.size), _THREADS](x, coef)
+
+
+def launch_clamp(x, lo, hi):
+    """x ← min(max(x, lo), hi) on a flat device array."""
+    if x.size:
+        _clamp[_blocks(x.size), _THREADS](x, lo, hi)
+
+
+def _row_grid(nu, d):
+    return (max(1, math.ceil(d / _ROW_TX)), max(1, math.ceil(nu / _ROW_TY))), (_ROW_TX, _ROW_TY)
+
+
+def _dev(a):
+    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
+        return a
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def launch_sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov,
+                    maximize):
+    """Row-sparse SGD on a 2-d device table; ``rows``/``grads``/``ufirst``/``nxt`` may be host arrays."""
+    if nu == 0 or p.shape[1] == 0:
+        return
+    grid, block = _row_grid(nu, p.shape[1])
+    sgd_rows[grid, block](p, _dev(rows), _dev(grads), _dev(ufirst), _dev(nxt), nu, buf, first, neg_lr, momentum,
+                          one_m_damp, wd, nesterov, maximize)
+
+
+def launch_adam_rows(p, rows, grads, ufirst, nxt, nu, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd,
+                     decay, amsgrad):
+    """Lazy row-sparse Adam on a 2-d device table; index/gradient arrays may be host arrays."""
+    if nu == 0 or p.shape[1] == 0:
+        return
+    grid, block = _row_grid(nu, p.shape[1])
+    adam_rows[grid, block](p, _dev(rows), _dev(grads), _dev(ufirst), _dev(nxt), nu, m, v, vmax, neg_step, bc2_sqrt,
+                           w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
