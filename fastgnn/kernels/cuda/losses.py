@@ -1,0 +1,484 @@
+"""CUDA twins of ``kernels/cpu/losses.py``.
+
+Each ``<name>`` here is a host function with the CPU kernel's signature: it copies the numpy arguments to
+the device, launches ``_<name>`` (the ``cuda.jit`` kernel, same argument order, plus scratch arrays where
+the CPU version keeps per-thread buffers) and copies the outputs back into the caller's numpy arrays.
+Every output element is written by one thread, so results do not depend on the launch shape.
+In-batch InfoNCE has its own entry, :func:`info_nce_inbatch`, computing the logits on the fly (no GEMM).
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from .rng import uniform
+
+EPS = 1e-8
+THREADS = 128  # threads per block (tests lower it so tiny inputs still span several blocks)
+TILE = (32, 4)  # (columns, rows) per block for the 2-d kernels
+
+
+def _dev(x):
+    return cuda.to_device(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
+
+
+def _launch1(kernel, n, args, outputs):
+    """Launch ``kernel`` on ``n`` threads over device copies of ``args``; copy ``outputs`` (indices) back."""
+    if n == 0:
+        return
+    dargs = [_dev(a) for a in args]
+    kernel[(n + THREADS - 1) // THREADS, THREADS](*dargs)
+    for q in outputs:
+        args[q][...] = dargs[q].copy_to_host()
+
+
+def _launch2(kernel, rows, cols, args, outputs):
+    """Launch on a (cols, rows) grid of TILE blocks."""
+    if rows == 0 or cols == 0:
+        return
+    dargs = [_dev(a) for a in args]
+    grid = ((cols + TILE[0] - 1) // TILE[0], (rows + TILE[1] - 1) // TILE[1])
+    kernel[grid, TILE](*dargs)
+    for q in outputs:
+        args[q][...] = dargs[q].copy_to_host()
+
+
+@cuda.jit(device=True, inline=True)
+def _softplus(x):
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+@cuda.jit(device=True, inline=True)
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+# --------------------------------------------------------------------------- InfoNCE, explicit negatives
+@cuda.jit(device=True, inline=True)
+def _pair(A, i, X, j, D, na, cosine):
+    d = 0.0
+    b2 = 0.0
+    for t in range(D):
+        b = X[j, t]
+        d += A[i, t] * b
+        b2 += b * b
+    den = 1.0
+    if cosine:
+        den = max(na * math.sqrt(b2), EPS)
+    return d / den, den, b2
+
+
+@cuda.jit
+def _info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad, sbuf, dbuf, nbuf):
+    i = cuda.grid(1)
+    B, D = A.shape
+    K = ids.shape[1]
+    if i >= B:
+        return
+    na2 = 0.0
+    for t in range(D):
+        na2 += A[i, t] * A[i, t]
+    na = math.sqrt(na2)
+    s, den, b2 = _pair(A, i, P, i, D, na, cosine)
+    sbuf[i, 0] = s
+    dbuf[i, 0] = den
+    nbuf[i, 0] = b2
+    m = sbuf[i, 0] * inv_tau  # from the stored value, so a lone positive gives exactly 0
+    bad[i] = -1
+    for k in range(K):
+        j = ids[i, k]
+        if j >= 0:
+            s, den, b2 = _pair(A, i, table, j, D, na, cosine)
+            sbuf[i, k + 1] = s
+            dbuf[i, k + 1] = den
+            nbuf[i, k + 1] = b2
+            if not (math.isfinite(s) and math.isfinite(b2)):
+                bad[i] = j
+            m = max(m, sbuf[i, k + 1] * inv_tau)
+    tot = 0.0
+    for k in range(K + 1):
+        if k == 0 or ids[i, k - 1] >= 0:
+            tot += math.exp(sbuf[i, k] * inv_tau - m)
+    lse = m + math.log(tot)
+    loss[i] = lse - sbuf[i, 0] * inv_tau
+    sc = scale[i] * inv_tau
+    for t in range(D):
+        gA[i, t] = 0.0
+    wa = 0.0
+    for k in range(K + 1):
+        if k > 0 and ids[i, k - 1] < 0:
+            coef_u[i, k - 1] = 0.0
+            coef_v[i, k - 1] = 0.0
+            continue
+        s = sbuf[i, k]
+        den = dbuf[i, k]
+        pk = math.exp(s * inv_tau - lse)
+        g = sc * (pk - 1.0) if k == 0 else sc * pk
+        u = g / den
+        v = 0.0
+        if cosine and den > EPS:
+            v = g * s / nbuf[i, k]
+            wa += g * s / na2
+        if k == 0:
+            for t in range(D):
+                gA[i, t] += u * P[i, t]
+                gP[i, t] = u * A[i, t] - v * P[i, t]
+        else:
+            j = ids[i, k - 1]
+            coef_u[i, k - 1] = u
+            coef_v[i, k - 1] = v
+            for t in range(D):
+                gA[i, t] += u * table[j, t]
+    for t in range(D):
+        gA[i, t] -= wa * A[i, t]
+
+
+def info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad):
+    B, K = ids.shape
+    if K == 0:  # size-0 arrays cannot be copied to the device: no negatives, a zero-width view of a spare column
+        spare = [np.zeros((B, 1), a.dtype) for a in (ids, coef_u, coef_v)]
+        spare[0][:] = -1
+        info_nce_rows(A, P, table, spare[0], inv_tau, cosine, scale, loss, gA, gP, spare[1], spare[2], bad)
+        return
+    scratch = [cuda.device_array((B, K + 1), np.float64) for _ in range(3)]
+    _launch1(_info_nce_rows, B, [A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad,
+                                 *scratch], (7, 8, 9, 10, 11, 12))
+
+
+@cuda.jit
+def _table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
+    t, r = cuda.grid(2)
+    D = A.shape[1]
+    if r >= rows.shape[0] or t >= D:
+        return
+    j = rows[r]
+    acc = 0.0
+    vsum = 0.0
+    for q in range(starts[r], starts[r + 1]):
+        acc += coef_u[q] * A[major[q], t]
+        vsum += coef_v[q]
+    val = acc - vsum * table[j, t]
+    if into_table:
+        out[j, t] += val
+    else:
+        out[r, t] = val
+
+
+def table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
+    _launch2(_table_grad_grouped, rows.size, A.shape[1],
+             [A, table, rows, starts, major, coef_u, coef_v, out, into_table], (7,))
+
+
+@cuda.jit
+def _dense_slot_grad(A, N, coef_u, coef_v, gN):
+    t, e = cuda.grid(2)
+    B, K, D = N.shape
+    if e >= B * K or t >= D:
+        return
+    i = e // K
+    k = e % K
+    gN[i, k, t] = coef_u[i, k] * A[i, t] - coef_v[i, k] * N[i, k, t]
+
+
+def dense_slot_grad(A, N, coef_u, coef_v, gN):
+    B, K, D = N.shape
+    _launch2(_dense_slot_grad, B * K, D, [A, N, coef_u, coef_v, gN], (4,))
+
+
+# --------------------------------------------------------------------------- InfoNCE, in-batch (on the fly)
+@cuda.jit(device=True, inline=True)
+def _sim(A, i, P, j, na, np_, cosine):
+    d = 0.0
+    for t in range(A.shape[1]):
+        d += A[i, t] * P[j, t]
+    if cosine:
+        return d / max(na[i] * np_[j], EPS)
+    return d
+
+
+@cuda.jit
+def _norms(X, out):
+    i = cuda.grid(1)
+    if i < X.shape[0]:
+        acc = 0.0
+        for t in range(X.shape[1]):
+            acc += X[i, t] * X[i, t]
+        out[i] = math.sqrt(acc)
+
+
+@cuda.jit
+def _inbatch_lse(A, P, na, np_, inv_tau, cosine, by_column, lse, loss):
+    """Row i's (or, by_column, column i's) log-sum-exp of s/τ and its loss lse - s_ii/τ."""
+    i = cuda.grid(1)
+    B = A.shape[0]
+    if i >= B:
+        return
+    m = -math.inf
+    for j in range(B):
+        z = (_sim(A, j, P, i, na, np_, cosine) if by_column else _sim(A, i, P, j, na, np_, cosine)) * inv_tau
+        m = max(m, z)
+    tot = 0.0
+    for j in range(B):
+        z = (_sim(A, j, P, i, na, np_, cosine) if by_column else _sim(A, i, P, j, na, np_, cosine)) * inv_tau
+        tot += math.exp(z - m)
+    lse[i] = m + math.log(tot)
+    loss[i] = lse[i] - _sim(A, i, P, i, na, np_, cosine) * inv_tau
+
+
+@cuda.jit(device=True, inline=True)
+def _g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric):
+    z = s * inv_tau
+    g = row_scale[i] * math.exp(z - row_lse[i])
+    if symmetric:
+        g += col_scale[j] * math.exp(z - col_lse[j])
+    if i == j:
+        g -= row_scale[i]
+        if symmetric:
+            g -= col_scale[j]
+    return g * inv_tau
+
+
+@cuda.jit
+def _inbatch_grad(A, P, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric, wrt_p, G):
+    """G[x] = dL/dA[x] (or dL/dP[x] with wrt_p): sum over partners of g * ds/dx."""
+    t, x = cuda.grid(2)
+    B, D = A.shape
+    if x >= B or t >= D:
+        return
+    acc = 0.0
+    for y in range(B):
+        i = y if wrt_p else x
+        j = x if wrt_p else y
+        s = _sim(A, i, P, j, na, np_, cosine)
+        g = _g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric)
+        other = A[i, t] if wrt_p else P[j, t]
+        own = P[j, t] if wrt_p else A[i, t]
+        nown = np_[j] if wrt_p else na[i]
+        if cosine:
+            den = na[i] * np_[j]
+            if den > EPS:
+                acc += g * (other / den - s * own / (nown * nown))
+            else:
+                acc += g * other / EPS
+        else:
+            acc += g * other
+    G[x, t] = acc
+
+
+def info_nce_inbatch(A, P, inv_tau, cosine, symmetric, row_scale, col_scale):
+    """In-batch InfoNCE on the GPU: ``(per-row losses float64 [B], gA, gP)`` as numpy arrays."""
+    B, D = A.shape
+    dA, dP = cuda.to_device(A), cuda.to_device(P)
+    na, np_ = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
+    blocks = (B + THREADS - 1) // THREADS
+    _norms[blocks, THREADS](dA, na)
+    _norms[blocks, THREADS](dP, np_)
+    row_lse, row_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
+    _inbatch_lse[blocks, THREADS](dA, dP, na, np_, inv_tau, cosine, False, row_lse, row_loss)
+    col_lse, col_loss = cuda.to_device(np.zeros(B)), cuda.to_device(np.zeros(B))
+    if symmetric:
+        _inbatch_lse[blocks, THREADS](dA, dP, na, np_, inv_tau, cosine, True, col_lse, col_loss)
+    drs, dcs = cuda.to_device(row_scale), cuda.to_device(col_scale)
+    grid = ((D + TILE[0] - 1) // TILE[0], (B + TILE[1] - 1) // TILE[1])
+    gA = cuda.device_array((B, D), A.dtype)
+    gP = cuda.device_array((B, D), A.dtype)
+    _inbatch_grad[grid, TILE](dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, drs, dcs, symmetric, False, gA)
+    _inbatch_grad[grid, TILE](dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, drs, dcs, symmetric, True, gP)
+    loss = row_loss.copy_to_host()
+    if symmetric:
+        loss = 0.5 * (loss + col_loss.copy_to_host())
+    return loss, gA.copy_to_host(), gP.copy_to_host()
+
+
+# --------------------------------------------------------------------------- spectral
+@cuda.jit
+def _spectral_rows(indptr, indices, weights, has_weights, mode, dscale, Z, coef, grad, sq):
+    t, i = cuda.grid(2)
+    n = indptr.shape[0] - 1
+    if i >= n or t >= Z.shape[1]:
+        return
+    ai = dscale[i] if mode == 1 else 1.0
+    acc = 0.0
+    s2 = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        j = indices[p]
+        c = weights[p] if has_weights else 1.0
+        a = 1.0
+        if mode == 1:
+            a = dscale[j]
+        elif mode == 2:
+            c *= dscale[i] * dscale[j]
+        e = ai * Z[i, t] - a * Z[j, t]
+        acc += c * e
+        s2 += c * e * e
+    grad[i, t] = 2.0 * coef * ai * acc
+    sq[i, t] = s2
+
+
+def spectral_rows(indptr, indices, weights, has_weights, mode, dscale, Z, coef, grad, row_loss):
+    n, D = Z.shape
+    sq = np.zeros((n, D), np.float64)
+    _launch2(_spectral_rows, n, D, [indptr, indices, weights, has_weights, mode, dscale, Z, coef, grad, sq], (8, 9))
+    row_loss[...] = sq.sum(axis=1)
+
+
+# --------------------------------------------------------------------------- local contrastive
+@cuda.jit
+def _contrastive_pairs(Z, pairs, similar, margin, scale, loss, gamma):
+    e = cuda.grid(1)
+    if e >= pairs.shape[0]:
+        return
+    u = pairs[e, 0]
+    v = pairs[e, 1]
+    d2 = 0.0
+    for t in range(Z.shape[1]):
+        x = Z[u, t] - Z[v, t]
+        d2 += x * x
+    if similar[e]:
+        loss[e] = d2
+        gamma[e] = 2.0 * scale[e]
+    else:
+        d = math.sqrt(d2)
+        if d < margin:
+            loss[e] = (margin - d) * (margin - d)
+            gamma[e] = -2.0 * scale[e] * (margin - d) / d if d > 0.0 else 0.0
+        else:
+            loss[e] = 0.0
+            gamma[e] = 0.0
+
+
+def contrastive_pairs(Z, pairs, similar, margin, scale, loss, gamma):
+    _launch1(_contrastive_pairs, pairs.shape[0], [Z, pairs, similar, margin, scale, loss, gamma], (5, 6))
+
+
+@cuda.jit
+def _contrastive_gather(Z, pairs, gamma, starts, entries, grad):
+    t, x = cuda.grid(2)
+    if x >= starts.shape[0] - 1 or t >= Z.shape[1]:
+        return
+    acc = 0.0
+    for q in range(starts[x], starts[x + 1]):
+        code = entries[q]
+        e = code // 2
+        other = pairs[e, 1 - (code - 2 * e)]
+        acc += gamma[e] * (Z[x, t] - Z[other, t])
+    grad[x, t] = acc
+
+
+def contrastive_gather(Z, pairs, gamma, starts, entries, grad):
+    _launch2(_contrastive_gather, Z.shape[0], Z.shape[1], [Z, pairs, gamma, starts, entries, grad], (5,))
+
+
+# --------------------------------------------------------------------------- reconstruction
+@cuda.jit(device=True, inline=True)
+def _draw(seed, stream, counter, cdf):
+    n = cdf.shape[0]
+    x = uniform(seed, stream, counter) * cdf[n - 1]
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cdf[mid] > x:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@cuda.jit
+def _reconstruction_rows(indptr, indices, Z, cdf, guide, num_neg, seed, scale, loss, grad, negs, cpos, cneg):
+    i = cuda.grid(1)
+    n = indptr.shape[0] - 1
+    if i >= n:
+        return
+    D = Z.shape[1]
+    for t in range(D):
+        grad[i, t] = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        j = indices[p]
+        s = 0.0
+        for t in range(D):
+            s += Z[i, t] * Z[j, t]
+        lp = _softplus(-s)
+        g = scale[p] * (_sigmoid(s) - 1.0)
+        cpos[p] = g
+        for t in range(D):
+            grad[i, t] += g * Z[j, t]
+        for k in range(num_neg):
+            m = _draw(seed, p, k, cdf)
+            negs[p, k] = m
+            sn = 0.0
+            for t in range(D):
+                sn += Z[i, t] * Z[m, t]
+            lp += _softplus(sn)
+            gn = scale[p] * _sigmoid(sn)
+            cneg[p, k] = gn
+            for t in range(D):
+                grad[i, t] += gn * Z[m, t]
+        loss[p] = lp
+
+
+def reconstruction_rows(indptr, indices, Z, cdf, guide, num_neg, seed, scale, loss, grad, negs, cpos, cneg):
+    # the binary search below returns the same index as the CPU's guided search (first cdf entry > x)
+    n = indptr.size - 1
+    if cpos.size == 0:
+        grad[...] = 0
+        return
+    if negs.size == 0:  # size-0 arrays cannot be copied to the device
+        negs, cneg = np.zeros((cpos.size, 1), np.int64), np.zeros((cpos.size, 1))
+    _launch1(_reconstruction_rows, n,
+             [indptr, indices, Z, cdf, guide, num_neg, np.uint64(seed), scale, loss, grad, negs, cpos, cneg],
+             (8, 9, 10, 11, 12))
+
+
+@cuda.jit
+def _scatter_gather(Z, src, coef, rows, starts, grad):
+    t, r = cuda.grid(2)
+    if r >= rows.shape[0] or t >= Z.shape[1]:
+        return
+    x = rows[r]
+    acc = 0.0
+    for q in range(starts[r], starts[r + 1]):
+        acc += coef[q] * Z[src[q], t]
+    grad[x, t] += acc
+
+
+def scatter_gather(Z, src, coef, rows, starts, grad):
+    _launch2(_scatter_gather, rows.size, Z.shape[1], [Z, src, coef, rows, starts, grad], (5,))
+
+
+# --------------------------------------------------------------------------- combining gradients
+@cuda.jit
+def _weighted_sum(stacked, weights, out):
+    x = cuda.grid(1)
+    if x >= out.shape[0]:
+        return
+    acc = weights[0] * stacked[0, x]
+    for m in range(1, stacked.shape[0]):
+        acc += weights[m] * stacked[m, x]
+    out[x] = acc
+
+
+def weighted_sum(grads, weights, out):
+    _launch1(_weighted_sum, out.size, [np.stack(grads), weights, out], (2,))
+
+
+@cuda.jit
+def _sparse_weighted_sum(values, entry_weight, starts, order, out):
+    t, r = cuda.grid(2)
+    if r >= starts.shape[0] - 1 or t >= values.shape[1]:
+        return
+    acc = 0.0
+    for q in range(starts[r], starts[r + 1]):
+        e = order[q]
+        acc += entry_weight[e] * values[e, t]
+    out[r, t] = acc
+
+
+def sparse_weighted_sum(values, entry_weight, starts, order, out):
+    _launch2(_sparse_weighted_sum, starts.size - 1, values.shape[1], [values, entry_weight, starts, order, out], (4,))

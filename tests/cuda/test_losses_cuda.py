@@ -1,0 +1,134 @@
+"""CUDA twins of the loss kernels (run under NUMBA_ENABLE_CUDASIM=1, or on a real GPU).
+
+The same checks run on "cpu" and "cuda" against the NumPy oracles; tiny inputs and small blocks
+(THREADS = 4, TILE = (4, 2)) so every launch spans several blocks.
+"""
+import numpy as np
+import pytest
+
+from fastgnn import Graph, backend as fb
+from fastgnn.losses import combine_gradients, info_nce, local_contrastive, reconstruction, spectral
+from tests import reference_losses as ref
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def backend(request, monkeypatch):
+    if request.param == "cuda":
+        if not fb.cuda_available():
+            pytest.skip(fb.cuda_status()[1])
+        from fastgnn.kernels.cuda import losses as kc
+
+        monkeypatch.setattr(kc, "THREADS", 4)
+        monkeypatch.setattr(kc, "TILE", (4, 2))
+    return request.param
+
+
+def _tol(dtype):
+    return dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "dot"])
+def test_info_nce_index(rng, backend, kind):
+    B, K, D, N = 9, 3, 5, 7
+    A, P = rng.standard_normal((2, B, D)).astype(np.float32)
+    T = rng.standard_normal((N, D)).astype(np.float32)
+    ids = rng.integers(-1, N, (B, K))
+    loss, g = info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, reduction="none", backend=backend)
+    np.testing.assert_allclose(loss, ref.info_nce_items(A, P, ids, T, 0.5, kind), **_tol(np.float32))
+    cpu_loss, cpu = info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, reduction="none", backend="cpu")
+    np.testing.assert_allclose(g["anchors"], cpu["anchors"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g["positives"], cpu["positives"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(g["table"][0], cpu["table"][0])
+    np.testing.assert_allclose(g["table"][1], cpu["table"][1], rtol=1e-4, atol=1e-6)
+    buf = np.ones_like(T)
+    info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, table_grad=buf, backend=backend)
+    want = np.ones_like(T)
+    want[cpu["table"][0]] += cpu["table"][1] / B
+    np.testing.assert_allclose(buf, want, rtol=1e-4, atol=1e-6)
+
+
+def test_info_nce_no_negatives(rng, backend):
+    A, P = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    loss, g = info_nce(A, P, np.zeros((3, 0), np.int64), table=np.ones((4, 2), np.float32), backend=backend)
+    assert loss == 0.0 and g["table"][0].size == 0 and np.all(g["anchors"] == 0)
+
+
+def test_info_nce_gradients_float64(rng, backend):
+    B, K, D, N = 4, 3, 3, 5
+    A, P = rng.standard_normal((2, B, D))
+    T = rng.standard_normal((N, D))
+    ids = rng.integers(0, N, (B, K))
+    Nv = T[ids]
+    _, g = info_nce(A, P, Nv, temperature=0.4, backend=backend)
+    f = lambda a: ref.info_nce_items(a, P, Nv, None, 0.4).mean()  # noqa: E731
+    np.testing.assert_allclose(g["anchors"], ref.numerical_grad(f, A), rtol=1e-6, atol=1e-8)
+    fn = lambda n: ref.info_nce_items(A, P, n, None, 0.4).mean()  # noqa: E731
+    np.testing.assert_allclose(g["negatives"], ref.numerical_grad(fn, Nv), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("kind", ["cosine", "dot"])
+def test_info_nce_inbatch(rng, backend, symmetric, kind):
+    B, D = 6, 3
+    A, P = rng.standard_normal((2, B, D))
+    loss, g = info_nce(A, P, temperature=0.5, similarity=kind, symmetric=symmetric, reduction="none", backend=backend)
+    np.testing.assert_allclose(loss, ref.info_nce_items(A, P, None, None, 0.5, kind, symmetric), rtol=1e-9)
+    f = lambda a, p: ref.info_nce_items(a, p, None, None, 0.5, kind, symmetric).sum()  # noqa: E731
+    np.testing.assert_allclose(g["anchors"], ref.numerical_grad(lambda a: f(a, P), A), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g["positives"], ref.numerical_grad(lambda p: f(A, p), P), rtol=1e-6, atol=1e-7)
+
+
+def test_info_nce_inbatch_zero_row_matches_cpu(rng, backend):
+    A, P = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    A[1] = 0  # clamped pairs: the exact CPU path
+    loss, g = info_nce(A, P, symmetric=True, reduction="none", backend=backend)
+    cpu_loss, cpu = info_nce(A, P, symmetric=True, reduction="none", backend="cpu")
+    np.testing.assert_allclose(loss, cpu_loss, rtol=1e-5)
+    np.testing.assert_allclose(g["anchors"], cpu["anchors"], rtol=1e-4)
+    np.testing.assert_allclose(g["positives"], cpu["positives"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalization", ["none", "sym", "edge"])
+def test_spectral(rng, backend, normalization):
+    g = Graph.from_edges(rng.integers(0, 9, 14), rng.integers(0, 9, 14), num_nodes=11, weights=rng.uniform(0.5, 2, 14))
+    Z = rng.standard_normal((11, 5))
+    loss, grads = spectral(Z, g, lam=0.5, normalization=normalization, backend=backend)
+    want, want_g = ref.spectral(Z, ref.dense_adjacency_of(g), 0.5, normalization)
+    np.testing.assert_allclose(loss, want, rtol=1e-9)
+    np.testing.assert_allclose(grads["Z"], want_g, rtol=1e-9, atol=1e-12)
+
+
+def test_local_contrastive(rng, backend):
+    Z = rng.standard_normal((7, 5)).astype(np.float32)
+    pairs = rng.integers(0, 7, (13, 2))
+    sim = rng.random(13) < 0.5
+    loss, g = local_contrastive(Z, pairs, sim, margin=2.0, reduction="sum", backend=backend)
+    np.testing.assert_allclose(loss, ref.local_contrastive_items(Z, pairs, sim, 2.0).sum(), rtol=1e-5)
+    np.testing.assert_allclose(g["Z"], ref.local_contrastive_grad(Z, pairs, sim, 2.0, "sum"), rtol=1e-4, atol=1e-5)
+    graph = Graph.from_edges(pairs[:, 0], pairs[:, 1], num_nodes=7)
+    loss, g = local_contrastive(Z, graph, backend=backend)
+    src, dst, _ = graph.edges()
+    p2 = np.stack([src, dst], 1)
+    np.testing.assert_allclose(loss, ref.local_contrastive_items(Z, p2, np.ones(len(p2), bool), 1.0).mean(), rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the simulator runs rng.py on numpy scalars
+def test_reconstruction_same_negatives_as_cpu(rng, backend):
+    g = Graph.from_edges(rng.integers(0, 8, 10), rng.integers(0, 8, 10), num_nodes=9)
+    Z = 0.5 * rng.standard_normal((9, 3))
+    loss, grads = reconstruction(Z, g, num_negatives=3, seed=4, reduction="none", backend=backend)
+    negs = ref.reconstruction_negatives(g, 3, 4)
+    np.testing.assert_allclose(loss, ref.reconstruction_items(Z, g, negs), rtol=1e-9)
+    num = ref.numerical_grad(lambda z: ref.reconstruction_items(z, g, negs).sum(), Z)
+    np.testing.assert_allclose(grads["Z"], num, rtol=1e-6, atol=1e-8)
+
+
+def test_combine_gradients(rng, backend):
+    gs = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(3)]
+    out = combine_gradients(gs, [1.0, -0.5, 2.0], backend=backend)
+    np.testing.assert_allclose(out, ref.combine_dense(gs, [1.0, -0.5, 2.0]), rtol=1e-5, atol=1e-6)
+    sp = [(np.array([3, 0, 3]), rng.standard_normal((3, 2))), (np.array([1]), rng.standard_normal((1, 2)))]
+    rows, vals = combine_gradients(sp, [2.0, 3.0], backend=backend)
+    wr, wv = ref.combine_sparse(sp, [2.0, 3.0], 2)
+    np.testing.assert_array_equal(rows, wr)
+    np.testing.assert_allclose(vals, wv, rtol=1e-12)
