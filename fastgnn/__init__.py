@@ -44,6 +44,10 @@ _LAZY = {
     "DeepWalk": "word2vec",
     "Node2Vec": "word2vec",
     "Trainer": "trainer",
+    "EarlyStopping": "trainer",
+    "TrainingDiverged": "trainer",
+    "History": "trainer",
+    "combine_gradients": "losses",
 }
 _SUBMODULES = {
     "datasets", "graph", "losses", "optim", "schedules", "mining", "walks", "word2vec", "autograd", "nn",

@@ -244,14 +244,29 @@ def neg(a) -> Tensor:
     return _wrap(-a.data, (a,), lambda g: (-g,))
 
 
+def _is_sparse(x):
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
 def matmul(a, b) -> Tensor:
-    """``a @ b`` for 2-d operands: ``dA = G Bᵀ``, ``dB = Aᵀ G``."""
+    """``a @ b`` for 2-d operands: ``dA = G Bᵀ``, ``dB = Aᵀ G`` (each only when needed).
+
+    ``a`` may be a constant scipy sparse matrix (sparse node features): then ``dB = Aᵀ G`` is a sparse product.
+    """
+    if _is_sparse(a):
+        b = tensor(b)
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
+        at = a.T.tocsr()
+        out = np.asarray(a @ b.data, dtype=b.dtype)
+        return _wrap(out, (b,), lambda g: (np.asarray(at @ g, dtype=b.dtype),))
     a, b = tensor(a), tensor(b)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"matmul: expected 2-d operands, got shapes {a.shape} and {b.shape}")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
-    return _wrap(a.data @ b.data, (a, b), lambda g: (g @ b.data.T, a.data.T @ g))
+    return _wrap(a.data @ b.data, (a, b), lambda g: (g @ b.data.T if a.requires_grad else None,
+                                                     a.data.T @ g if b.requires_grad else None))
 
 
 def relu(x) -> Tensor:

@@ -472,7 +472,7 @@ def spmm(graph: Graph, X, norm: str | None = None, *, out=None, backend: str | N
         raise ValueError(f"X: expected a 2-d array [num_nodes, D] (or 1-d [num_nodes]), got shape {X.shape}")
     if X.shape[0] != n:
         raise ValueError(f"X: expected {n} rows (graph.num_nodes), got {X.shape[0]}")
-    vec = X.ndim == 1
+
     X2 = X.reshape(n, -1)
     if out is not None:
         out = _check.inplace_array(out, "out", dtype=X.dtype, shape=X.shape)

@@ -117,8 +117,9 @@ class Linear(Module):
         self.bias = Tensor(np.zeros((1, fo), dt), requires_grad=True) if bias else None
 
     def forward(self, x):
-        x = ag.tensor(x)
-        if x.ndim != 2 or x.shape[1] != self.weight.shape[0]:
+        if not ag._is_sparse(x):  # a scipy sparse feature matrix stays sparse
+            x = ag.tensor(x)
+        if len(x.shape) != 2 or x.shape[1] != self.weight.shape[0]:
             raise ValueError(f"x: expected shape [N, {self.weight.shape[0]}], got {x.shape}")
         y = ag.matmul(x, self.weight)
         return y if self.bias is None else ag.add(y, self.bias)

@@ -13,6 +13,17 @@ def rng():
 
 
 @pytest.fixture
+def one_thread():
+    """Run the test with one numba thread (for bit-reproducibility checks of Hogwild kernels)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.fixture
 def shared_datasets():
     """The evaluation data sets in ../shared/datasets; the test skips where that folder is absent."""
     if not SHARED_DATASETS.is_dir():

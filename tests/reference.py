@@ -4,3 +4,9 @@ Each topic keeps its references in ``tests/reference_<topic>.py``; this module r
 tests can use ``from tests import reference as ref``.
 """
 from tests.reference_graph import *  # noqa: F401,F403
+from tests.reference_rng import *  # noqa: F401,F403
+from tests.reference_losses import *  # noqa: F401,F403
+from tests.reference_mining import *  # noqa: F401,F403
+from tests.reference_optim import *  # noqa: F401,F403
+from tests.reference_walks import *  # noqa: F401,F403
+from tests.reference_word2vec import *  # noqa: F401,F403

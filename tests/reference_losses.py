@@ -5,6 +5,8 @@ Losses are computed directly from their definitions; gradients come from :func:`
 """
 import numpy as np
 
+from tests.reference_rng import uniform_array
+
 # what ``tests/reference.py`` re-exports (helpers such as ``uniform`` and ``reduce`` stay local: other
 # topics' references define names like them)
 __all__ = [
@@ -15,9 +17,6 @@ __all__ = [
 
 EPS = 1e-8
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
 
 
 def numerical_grad(f, x, h=1e-6):
@@ -170,22 +169,6 @@ def local_contrastive_grad(Z, pairs, similar, margin, reduction="mean"):
     return G
 
 
-def _mix(z):
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def uniform(seed, stream, counter):
-    """The counter-based uniform of kernels/cpu/rng.py, vectorised over arrays of streams/counters."""
-    with np.errstate(over="ignore"):
-        s = np.asarray(stream, np.uint64)
-        c = np.asarray(counter, np.uint64)
-        z = _mix(np.uint64(seed) + _GOLDEN * (s + np.uint64(1)))
-        z = _mix(z + _GOLDEN * (c + np.uint64(1)))
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
-
-
 def reconstruction_negatives(graph, K, seed):
     """[num_arcs, K] negatives: inverse-CDF draws ∝ weighted degree^0.75 from hash(seed, arc, draw)."""
     deg = np.asarray(graph.degrees(weighted=True), np.float64)
@@ -193,7 +176,7 @@ def reconstruction_negatives(graph, K, seed):
     arcs = graph.num_arcs
     p = np.repeat(np.arange(arcs), K)
     k = np.tile(np.arange(K), arcs)
-    u = uniform(seed, p, k)
+    u = uniform_array(seed, p, k)
     return np.searchsorted(cdf, u * cdf[-1], side="right").reshape(arcs, K)
 
 

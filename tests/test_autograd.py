@@ -177,3 +177,14 @@ def test_backward_errors():
         ag.Tensor(np.ones(2)).backward()
     with pytest.raises(ValueError, match="matmul"):
         ag.matmul(t, ag.Tensor(np.ones((3, 2))))
+
+
+def test_matmul_with_sparse_constant_features(rng):
+    import scipy.sparse as sp
+
+    A = sp.random(6, 5, density=0.3, random_state=1, format="csr")
+    B = rng.standard_normal((5, 3))
+    check(lambda b: ag.matmul(A, b), B)
+    np.testing.assert_allclose(ag.matmul(A, ag.Tensor(B)).data, A.toarray() @ B)
+    with pytest.raises(ValueError, match="matmul"):
+        ag.matmul(A, ag.Tensor(np.ones((4, 2))))

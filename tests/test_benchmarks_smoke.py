@@ -1,7 +1,6 @@
 """Run every asv benchmark once at a tiny size (FASTGNN_ASV_SMOKE=1) so the suite never rots."""
 import importlib
 import inspect
-import itertools
 import os
 import pkgutil
 import sys

@@ -14,12 +14,9 @@ Conventions shared with the CUDA twins (``kernels/cuda/losses.py``):
 import math
 
 import numpy as np
-from llvmlite import ir
-from llvmlite.binding import llvm_version_info
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
+from .prefetch import prefetch_row as _prefetch_row
 from .rng import uniform
 
 _FM = {"contract", "arcp", "reassoc"}
@@ -28,40 +25,6 @@ _CHUNK = 16
 # Gathers of embedding rows at random ids are bound by memory latency; asking for the rows needed a few
 # iterations ahead (software prefetch) keeps more of them in flight: about 1.7x on a 200k x 64 gather.
 _AHEAD = 8
-
-
-# the intrinsic's name mangles the pointer type: opaque ("p0") from LLVM 15, typed ("p0i8") before
-_PREFETCH_NAME = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
-
-
-@intrinsic
-def _prefetch(typingctx, arr, i, t):
-    """Hint the CPU to load the cache line holding ``arr[i, t]`` (no effect on results)."""
-    sig = types.void(arr, i, t)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        idx = [context.cast(builder, args[1], signature.args[1], types.intp),
-               context.cast(builder, args[2], signature.args[2], types.intp)]
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH_NAME)
-        i32 = ir.IntType(32)
-        # read access, high temporal locality, data cache
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@njit(inline="always")
-def _prefetch_row(X, j):
-    """Prefetch every 64-byte line of row ``j`` of the 2-d array ``X``."""
-    step = max(1, 64 // X.itemsize)
-    for t in range(0, X.shape[1], step):
-        _prefetch(X, j, t)
 
 
 @njit(inline="always")

@@ -2,9 +2,13 @@
 import numpy as np
 from numba import njit, prange
 
+from .prefetch import prefetch_row
+
 # Rows are processed in chunks so each chunk owns one accumulator buffer: the inner loops then read X
 # and write a private buffer that LLVM vectorises (no aliasing with ``out``).
 _CHUNK = 64
+# Arcs ahead whose X rows are prefetched (rows of consecutive arcs are random, so latency-bound).
+_AHEAD = 8
 
 
 @njit(inline="always")
@@ -21,11 +25,13 @@ def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, 
 
     mode 0: r = c = 1; mode 1: both scales used ("sym"); mode 2: only ``row_scale`` ("rw").
     ``weights`` is ignored (it may be a length-1 array) when ``has_weights`` is False.
-    Four arcs are gathered per step: independent row loads keep more memory requests in flight,
-    which is what bounds this loop on a random graph.
+    Four arcs are gathered per step and the rows of arcs ``_AHEAD`` further on are prefetched:
+    independent row loads keep more memory requests in flight, which is what bounds this loop on a
+    random graph.
     """
     n = indptr.size - 1
     d = X.shape[1]
+    nnz = indices.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     for c in prange(nchunks):
         acc = np.empty(d, dtype=out.dtype)
@@ -35,6 +41,12 @@ def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, 
             p = indptr[i]
             end = indptr[i + 1]
             while p + 4 <= end:
+                q = p + _AHEAD
+                if q + 4 <= nnz:
+                    prefetch_row(X, indices[q])
+                    prefetch_row(X, indices[q + 1])
+                    prefetch_row(X, indices[q + 2])
+                    prefetch_row(X, indices[q + 3])
                 j0 = indices[p]
                 j1 = indices[p + 1]
                 j2 = indices[p + 2]

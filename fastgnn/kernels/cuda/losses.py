@@ -11,6 +11,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from .mathfn import sigmoid as _sigmoid
+from .mathfn import softplus as _softplus
 from .rng import uniform
 
 EPS = 1e-8
@@ -41,21 +43,6 @@ def _launch2(kernel, rows, cols, args, outputs):
     kernel[grid, TILE](*dargs)
     for q in outputs:
         args[q][...] = dargs[q].copy_to_host()
-
-
-@cuda.jit(device=True, inline=True)
-def _softplus(x):
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
-
-
-@cuda.jit(device=True, inline=True)
-def _sigmoid(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 # --------------------------------------------------------------------------- InfoNCE, explicit negatives
