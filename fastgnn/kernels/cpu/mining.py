@@ -325,7 +325,8 @@ def ring_topk(E, inv_norm, anchors, offsets, nodes, mode, alpha, seed, h1s, h1i,
     d = E.shape[1]
     cap1 = h1s.shape[1]
     cap2 = h2s.shape[1] if mode == MIXED else 0
-    dummy = np.zeros(1, np.float64)
+    # the ring miner has no positives ("semihard" is not offered), so _offer never reads this array
+    no_positive_sims = np.zeros(1, np.float64)
     for b in prange(nb):
         a = anchors[b]
         for p in range(offsets[b], offsets[b + 1]):
@@ -334,4 +335,4 @@ def ring_topk(E, inv_norm, anchors, offsets, nodes, mode, alpha, seed, h1s, h1i,
             for t in range(d):
                 acc += np.float64(E[a, t]) * np.float64(E[j, t])
             sim = acc * inv_norm[a] * inv_norm[j]
-            _offer(mode, alpha, seed, b, j, sim, dummy, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
+            _offer(mode, alpha, seed, b, j, sim, no_positive_sims, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
