@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _check
+from . import _check, backend
 from .graph import Graph, _check_graph, spmm_scaled
 
 __all__ = [
-    "Tensor", "RowSparseGrad", "tensor", "no_grad_value",
+    "Tensor", "RowSparseGrad", "SparseMatrix", "tensor", "no_grad_value",
     "add", "sub", "mul", "matmul", "neg", "relu", "leaky_relu", "elu", "softmax", "log_softmax", "dropout",
     "l2_normalize", "concat", "mean", "sum", "reshape", "spmm", "gcn_propagate", "gat_aggregate", "embedding",
     "from_gradients",
@@ -55,6 +55,68 @@ class RowSparseGrad:
         return out
 
     __radd__ = __add__
+
+
+class SparseMatrix:
+    """A constant sparse operand of :func:`matmul` (sparse node features): ``M diag(col_scale)``.
+
+    ``M`` is held as CSR arrays and products run through the compiled CSR kernel; ``col_scale`` (None: ones)
+    is how a feature mask is applied without copying ``M``. The transpose, needed by the backward
+    ``dB = diag(col_scale) Mᵀ G``, is built on first use and shared by the copies of :meth:`scale_columns`.
+    """
+
+    __slots__ = ("indptr", "indices", "data", "shape", "col_scale", "_shared")
+
+    def __init__(self, matrix):
+        csr = matrix.tocsr()
+        self.shape = tuple(csr.shape)
+        self.indptr = np.ascontiguousarray(csr.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(csr.indices, dtype=np.int32 if self.shape[1] < 2**31 - 1 else np.int64)
+        self.data = np.ascontiguousarray(csr.data)
+        self.col_scale = None
+        self._shared = {}
+
+    @property
+    def nnz(self):
+        return int(self.data.size)
+
+    def scale_columns(self, scale) -> "SparseMatrix":
+        """``M diag(scale)`` sharing ``M``'s arrays (and its transpose)."""
+        out = object.__new__(SparseMatrix)
+        for name in ("indptr", "indices", "data", "shape", "_shared"):
+            setattr(out, name, getattr(self, name))
+        out.col_scale = np.ascontiguousarray(scale)
+        return out
+
+    def tocsr(self):
+        """The scaled matrix as a scipy CSR matrix (a copy)."""
+        import scipy.sparse as sp
+
+        data = self.data if self.col_scale is None else self.data * self.col_scale[self.indices]
+        return sp.csr_matrix((data, self.indices.copy(), self.indptr.copy()), shape=self.shape)
+
+    def _transpose(self):
+        if "T" not in self._shared:
+            import scipy.sparse as sp
+
+            t = sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape).T.tocsr()
+            self._shared["T"] = (np.ascontiguousarray(t.indptr, dtype=np.int64),
+                                 np.ascontiguousarray(t.indices, dtype=self.indices.dtype), t.data)
+        return self._shared["T"]
+
+    def _product(self, X, transpose=False):
+        """``(M diag(s)) X``, or ``diag(s) Mᵀ X`` with ``transpose``, for a C-contiguous 2-d ``X``."""
+        indptr, indices, data = self._transpose() if transpose else (self.indptr, self.indices, self.data)
+        n = indptr.size - 1
+        out = np.empty((n, X.shape[1]), X.dtype)
+        data = data.astype(X.dtype, copy=False)
+        if self.col_scale is None:
+            mode, r, c = 0, np.ones(0, X.dtype), np.ones(0, X.dtype)
+        else:
+            s = self.col_scale.astype(X.dtype, copy=False)
+            mode, r, c = 1, (s if transpose else np.ones(n, X.dtype)), (np.ones(X.shape[0], X.dtype) if transpose else s)
+        backend.kernels("sparse", "cpu").spmm_csr(indptr, indices, data, True, mode, r, c, X, out)
+        return out
 
 
 class Tensor:
@@ -220,6 +282,10 @@ def _wrap(value, parents, backward):
     return Tensor(value, _parents=parents, _backward=backward)
 
 
+def _kernels():
+    return backend.kernels("autograd", "cpu")
+
+
 # ---------------------------------------------------------------------------- elementwise
 def add(a, b) -> Tensor:
     """``a + b`` with NumPy broadcasting (a bias row broadcasts over rows)."""
@@ -245,21 +311,24 @@ def neg(a) -> Tensor:
 
 
 def _is_sparse(x):
-    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+    return isinstance(x, SparseMatrix) or (hasattr(x, "tocsr") and hasattr(x, "nnz"))
 
 
 def matmul(a, b) -> Tensor:
     """``a @ b`` for 2-d operands: ``dA = G Bᵀ``, ``dB = Aᵀ G`` (each only when needed).
 
-    ``a`` may be a constant scipy sparse matrix (sparse node features): then ``dB = Aᵀ G`` is a sparse product.
+    ``a`` may be a constant sparse matrix (sparse node features: scipy or :class:`SparseMatrix`): then
+    ``dB = Aᵀ G`` is a sparse product too.
     """
     if _is_sparse(a):
         b = tensor(b)
+        if b.ndim != 2:
+            raise ValueError(f"matmul: expected a 2-d right operand for a sparse left one, got shape {b.shape}")
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
-        at = a.T.tocsr()
-        out = np.asarray(a @ b.data, dtype=b.dtype)
-        return _wrap(out, (b,), lambda g: (np.asarray(at @ g, dtype=b.dtype),))
+        a = a if isinstance(a, SparseMatrix) else SparseMatrix(a)
+        out = a._product(np.ascontiguousarray(b.data))
+        return _wrap(out, (b,), lambda g: (a._product(np.ascontiguousarray(g, dtype=b.dtype), transpose=True),))
     a, b = tensor(a), tensor(b)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"matmul: expected 2-d operands, got shapes {a.shape} and {b.shape}")
@@ -272,8 +341,18 @@ def matmul(a, b) -> Tensor:
 def relu(x) -> Tensor:
     """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere."""
     x = tensor(x)
-    mask = x.data > 0
-    return _wrap(np.where(mask, x.data, 0).astype(x.dtype), (x,), lambda g: (g * mask,))
+    k = _kernels()
+    xd = np.ascontiguousarray(x.data)
+    out = np.empty_like(xd)
+    k.relu_forward(xd.reshape(-1), out.reshape(-1))
+
+    def back(g):
+        g = np.ascontiguousarray(g, dtype=x.dtype)
+        dx = np.empty_like(out)
+        k.relu_backward(g.reshape(-1), out.reshape(-1), dx.reshape(-1))
+        return (dx,)
+
+    return _wrap(out, (x,), back)
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
@@ -288,9 +367,10 @@ def elu(x, alpha: float = 1.0) -> Tensor:
     """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``."""
     x = tensor(x)
     alpha = _check.real(alpha, "alpha", minimum=0.0)
-    neg_part = alpha * np.expm1(np.minimum(x.data, 0))
-    out = np.where(x.data > 0, x.data, neg_part).astype(x.dtype)
-    deriv = np.where(x.data > 0, 1.0, neg_part + alpha).astype(x.dtype)
+    xd = np.ascontiguousarray(x.data)
+    out, deriv = np.empty_like(xd), np.empty_like(xd)
+    rows = (1, -1) if xd.ndim == 0 else (xd.shape[0], -1)
+    _kernels().elu_rows(xd.reshape(rows), alpha, xd.dtype == np.float32, out.reshape(rows), deriv.reshape(rows))
     return _wrap(out, (x,), lambda g: (g * deriv,))
 
 
@@ -425,16 +505,20 @@ def gcn_propagate(graph: Graph, x) -> Tensor:
     if x.shape[0] != graph.num_nodes:
         raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
     r = _gcn_scale(graph, x.dtype)
-    r2 = (r * r)[:, None]
+    r2 = r * r
+    add_self = backend.kernels("sparse", "cpu").add_scaled_rows
     xd = _as_2d(x.data)
-    out = (spmm_scaled(graph, xd, r, r) + r2 * xd).reshape(x.shape)
+    out = spmm_scaled(graph, xd, r, r)
+    add_self(out, r2, xd)
     gt = graph.transpose()
 
     def back(g):
         gd = _as_2d(np.asarray(g, x.dtype))
-        return ((spmm_scaled(gt, gd, r, r) + r2 * gd).reshape(x.shape),)
+        dx = spmm_scaled(gt, gd, r, r)
+        add_self(dx, r2, gd)
+        return (dx.reshape(x.shape),)
 
-    return _wrap(out, (x,), back)
+    return _wrap(out.reshape(x.shape), (x,), back)
 
 
 def gat_aggregate(graph: Graph, h, att_src, att_dst, negative_slope: float = 0.2) -> Tensor:

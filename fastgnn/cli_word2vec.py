@@ -5,6 +5,8 @@
 - ``word2vec evaluate VECTORS [--analogies F] [--pairs F]``.
 - ``deepwalk EDGES -o EMB [--p --q --walks --length --dim --window --labels F]``.
 
+``train`` and ``deepwalk`` take ``--backend cpu|cuda|auto`` (:mod:`fastgnn.backend`).
+
 User errors (missing or empty file, unknown word, empty vocabulary) raise ``CLIError``: one line on
 stderr, exit status 2.
 """
@@ -76,6 +78,16 @@ def _positive(name):
     return parse
 
 
+def _on_backend(fn, *args):
+    """Run ``fn``; a backend that cannot be used here is a user error (one line, exit status 2)."""
+    from .backend import BackendUnavailableError
+
+    try:
+        return fn(*args)
+    except BackendUnavailableError as exc:
+        raise _error(str(exc)) from None
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args) -> int:
     from .word2vec import Word2Vec
@@ -88,12 +100,13 @@ def cmd_train(args) -> int:
         model = Word2Vec(vector_size=args.dim, window=args.window, negative=args.negative, epochs=args.epochs,
                          min_count=args.min_count, workers=args.workers, seed=args.seed, sg=args.sg,
                          sample=args.sample, alpha=args.alpha, shared_negatives=args.shared_negatives,
-                         progress=(not args.quiet and sys.stderr.isatty()) if args.progress is None else args.progress)
+                         progress=(not args.quiet and sys.stderr.isatty()) if args.progress is None else args.progress,
+                         backend=args.backend)
         model.build_vocab(sentences)
     except (ValueError, TypeError) as exc:
         raise _error(str(exc)) from None
     t0 = time.perf_counter()
-    effective, raw = model.train(sentences)
+    effective, raw = _on_backend(model.train, sentences)
     elapsed = time.perf_counter() - t0
     model.wv.save_word2vec_format(args.output, binary=args.binary)
     if args.save_model:
@@ -192,11 +205,12 @@ def cmd_deepwalk(args) -> int:
     t0 = time.perf_counter()
     try:
         model = Node2Vec(graph, p=args.p, q=args.q, walk_length=args.length, walks_per_node=args.walks,
-                         vector_size=args.dim, window=args.window, negative=args.negative, epochs=args.epochs,
-                         workers=args.workers, seed=args.seed)
+                         vector_size=args.dim, window=args.window,
+                         workers=args.workers, seed=args.seed, backend=args.backend,
+                         **{k: v for k, v in (("epochs", args.epochs), ("negative", args.negative)) if v is not None})
     except (ValueError, TypeError) as exc:
         raise _error(str(exc)) from None
-    emb = model.fit()
+    emb = _on_backend(model.fit)
     elapsed = time.perf_counter() - t0
     save_word2vec_format(args.output, range(graph.num_nodes), emb, binary=args.binary)
     print(f"{graph.num_nodes} nodes x {emb.shape[1]} dims -> {args.output} ({elapsed:.2f} s, walks + training)")
@@ -254,6 +268,7 @@ def register(subparsers) -> None:
     t.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="per-epoch progress (default: when stderr is a terminal)")
     t.add_argument("-q", "--quiet", action="store_true")
+    _backend_option(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("similar", help="nearest words by cosine similarity")
@@ -287,11 +302,17 @@ def register(subparsers) -> None:
     d.add_argument("--length", type=pos_int, default=80, help="nodes per walk")
     d.add_argument("--dim", type=pos_int, default=128)
     d.add_argument("--window", type=pos_int, default=10)
-    d.add_argument("--negative", type=pos_int, default=5)
-    d.add_argument("--epochs", type=pos_int, default=1)
+    d.add_argument("--negative", type=pos_int, default=None, help="noise nodes per pair (default: DeepWalk's)")
+    d.add_argument("--epochs", type=pos_int, default=None, help="passes over the walks (default: DeepWalk's)")
     d.add_argument("--workers", type=pos_int, default=os.cpu_count() or 1)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--binary", action="store_true")
     d.add_argument("--labels", help="node<TAB>class file: print node-classification scores")
     d.add_argument("--train-ratio", dest="train_ratio", type=float, default=0.5)
+    _backend_option(d)
     d.set_defaults(func=cmd_deepwalk)
+
+
+def _backend_option(parser):
+    parser.add_argument("--backend", choices=("cpu", "cuda", "auto"), default=None,
+                        help="where training runs (default: FASTGNN_BACKEND, else auto)")

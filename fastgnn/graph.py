@@ -402,6 +402,37 @@ class Graph:
             self._cache["self_loops"] = (_readonly(indptr), _readonly(cols[order].astype(self.indices.dtype)))
         return self._cache["self_loops"]
 
+    def _edge_plan(self):
+        """``(arc_edge, edge_arc)``: the edge (numbered as :meth:`edges` lists them) of every arc, and the arc
+        that lists each edge; cached. None when rows are not strictly increasing, a self-loop is stored or an
+        undirected graph misses a reverse arc (then :meth:`_keep_edges` does not apply)."""
+        if "edge_plan" not in self._cache:
+            k = _backend.kernels("graph", "cpu")
+            arc_edge = np.empty(self.num_arcs, np.int64)
+            edge_arc = np.empty(self.num_arcs, np.int64)
+            m = k.edge_plan(self.indptr, self.indices, self.directed, arc_edge, edge_arc)
+            self._cache["edge_plan"] = None if m < 0 else (_readonly(arc_edge), _readonly(edge_arc[:m]))
+        return self._cache["edge_plan"]
+
+    def _keep_edges(self, keep) -> "Graph":
+        """The graph of the edges with ``keep[e]`` (bool, aligned with :meth:`edges`), both arcs of an undirected
+        edge carrying the weight :meth:`edges` lists: what ``from_edges`` builds from the kept edges, without
+        sorting or validating again. Needs :meth:`_edge_plan`."""
+        arc_edge, edge_arc = self._edge_plan()
+        has_w = self.weights is not None
+        indptr = np.empty(self.num_nodes + 1, np.int64)
+        indices = np.empty(self.num_arcs, self.indices.dtype)
+        weights = np.empty(self.num_arcs if has_w else 1, np.float32)
+        k = _backend.kernels("graph", "cpu")
+        q = k.keep_arcs(self.indptr, self.indices, self.weights if has_w else weights, has_w, arc_edge, edge_arc,
+                        keep, indptr, indices, weights)
+        out = object.__new__(Graph)
+        out.indptr, out.indices = _readonly(indptr), _readonly(indices[:q])
+        out.weights = _readonly(weights[:q]) if has_w else None
+        out.directed = self.directed
+        out._cache = {}
+        return out
+
     def device_arrays(self):
         """``(indptr, indices, weights)`` on the current CUDA device, copied once and cached."""
         if "device" not in self._cache:

@@ -38,9 +38,10 @@ def _check_graph(graph):
 
 
 def _num_chunks(ns: int) -> int:
+    """Work items of the k-hop kernels: enough that a dynamic schedule evens out a preempted thread."""
     import numba
 
-    return max(1, min(ns, 4 * numba.get_num_threads()))
+    return max(1, min(ns // 16, 16 * numba.get_num_threads()))
 
 
 # ------------------------------------------------------------------------------------------------ k-hop
@@ -49,8 +50,8 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
 
     ``ring(s) = {v : min_hops <= dist(s, v) <= k}`` with distances in hops along stored arcs; by default
     neither the source (distance 0) nor its direct neighbours (distance 1) are included. A parallel
-    multi-source BFS: each thread keeps one visit-stamp array and marks it with a fresh value per
-    source, so no O(N) reset is paid per source.
+    multi-source BFS: each work item keeps one visited bitmap and clears only the bits it set, so no
+    O(N) reset is paid per source.
 
     Parameters
     ----------
@@ -102,21 +103,31 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
         kc = _backend.kernels("mining", "cuda")
         return kc.launch_k_hop(graph.indptr, graph.indices, sources, k, min_hops)
     kern = _backend.kernels("mining", "cpu")
+    import numba
+
+    indices = graph.indices
+    # int32 row pointers when they fit: half the cache footprint of the rows' random lookups
+    indptr = graph.indptr.astype(np.int32) if graph.indptr[-1] <= np.iinfo(np.int32).max else graph.indptr
     nchunks = _num_chunks(ns)
     counts = np.empty(ns, np.int64)
     # One BFS per source: rings go to per-chunk scratch regions sized from a sample of the sources
-    # (the few sources that do not fit are searched again by k_hop_rest).
+    # (the few sources that do not fit are searched again by k_hop_rest). Pages of the scratch that
+    # are never written cost no memory, so the regions are sized generously.
     sample = sources[np.linspace(0, ns - 1, min(ns, 32)).astype(np.int64)]
     sample_counts = np.empty(sample.size, np.int64)
-    kern.k_hop_first(graph.indptr, graph.indices, sample, k, min_hops, 1, sample_counts,
-                     np.empty(0, graph.indices.dtype), np.zeros(1, np.int64))
-    per_chunk = int(1.25 * sample_counts.mean() * math.ceil(ns / nchunks)) + 1024
-    scratch = np.empty(per_chunk * nchunks, graph.indices.dtype)
+    kern.k_hop_first(indptr, indices, sample, k, min_hops, 1, sample_counts, np.empty(0, indices.dtype),
+                     np.zeros(1, np.int64))
+    per_chunk = int(1.5 * sample_counts.mean() * math.ceil(ns / nchunks)) + 1024
+    scratch = np.empty(per_chunk * nchunks, indices.dtype)
     written = np.zeros(nchunks, np.int64)
-    kern.k_hop_first(graph.indptr, graph.indices, sources, k, min_hops, nchunks, counts, scratch, written)
-    np.cumsum(counts, out=offsets[1:])
-    nodes = np.empty(int(offsets[-1]), graph.indices.dtype)
-    kern.k_hop_rest(graph.indptr, graph.indices, sources, k, min_hops, nchunks, scratch, written, offsets, nodes)
+    old = numba.set_parallel_chunksize(1)  # chunks handed out dynamically: shared machines preempt threads
+    try:
+        kern.k_hop_first(indptr, indices, sources, k, min_hops, nchunks, counts, scratch, written)
+        np.cumsum(counts, out=offsets[1:])
+        nodes = np.empty(int(offsets[-1]), indices.dtype)
+        kern.k_hop_rest(indptr, indices, sources, k, min_hops, nchunks, scratch, written, offsets, nodes)
+    finally:
+        numba.set_parallel_chunksize(old)
     return offsets, nodes
 
 
@@ -146,6 +157,28 @@ def _heaps(nb, cap1, cap2):
     return (np.empty((nb, max(cap1, 1)), np.float64), np.empty((nb, max(cap1, 1)), np.int64),
             np.zeros(nb, np.int64), np.empty((nb, max(cap2, 1)), np.float64),
             np.empty((nb, max(cap2, 1)), np.int64), np.zeros(nb, np.int64))
+
+
+# Fused similarity + selection (kernels/cpu/mining.py: topk_tiles): anchors per work item, pool rows per
+# BLAS product (a [group, tile] float32 block is 1 MiB, read back from cache by the scan),
+# and pool bytes per parallel call (the span is re-read by every work item, so it should sit in L3).
+_GROUP = 256
+_TILE = 1024
+_SPAN_BYTES = 8 << 20
+
+
+def _single_threaded_blas():
+    """A context manager keeping BLAS single-threaded (threadpoolctl), or None when that is not available.
+
+    The fused kernel calls BLAS from every worker thread; a multi-threaded BLAS would then oversubscribe
+    the cores (about 4x slower on 2 cores).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+        import scipy.linalg.cython_blas  # noqa: F401 - the BLAS behind np.dot in kernels: load it so it is limited
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _strategy_caps(mode, K, hard_ratio):
@@ -308,22 +341,38 @@ class HardNegativeMiner:
             pos_sim = np.einsum("bd,bd->b", unit.astype(np.float64), positives) * inv_posv
         cap1, cap2 = _strategy_caps(mode, K, self.hard_ratio)
         heaps = _heaps(B, cap1, cap2)
-        # ~16M similarities per block (64 MiB in float32): fewer hand-offs between the BLAS threads
-        # and the scan threads, memory still bounded by B * block.
-        block = self.block_size or max(256, min(65536, (1 << 24) // max(B, 1)))
-        block = min(block, P)
         args = (mode, self.alpha, np.uint64(seed), pos_sim, a_lab, p_lab, use_labels, pool_mask, use_mask, excl)
         if _backend.resolve(self.backend) == "cuda":
+            # ~16M similarities per block (64 MiB in float32), memory still bounded by B * block
+            block = min(P, self.block_size or max(256, min(65536, (1 << 24) // max(B, 1))))
             kc = _backend.kernels("mining", "cuda")
             kc.launch_mine(unit, pool, inv_pool, block, args, heaps, out)
             return out
         excl_ptr = np.zeros(B, np.int64)
-        S = np.empty((B, block), dtype)
-        for start in range(0, P, block):
-            stop = min(P, start + block)
-            buf = S if stop - start == block else np.empty((B, stop - start), dtype)
-            np.matmul(unit, pool[start:stop].T, out=buf)
-            kern.topk_block(buf, start, inv_pool, *args[:-1], excl, excl_ptr, *heaps)
+        limit = None if D == 0 else _single_threaded_blas()
+        if limit is None:
+            # no control over the BLAS threads: a multi-threaded product per block, then the parallel scan
+            block = min(P, self.block_size or max(256, min(65536, (1 << 24) // max(B, 1))))
+            S = np.empty((B, block), dtype)
+            for start in range(0, P, block):
+                stop = min(P, start + block)
+                buf = S if stop - start == block else np.empty((B, stop - start), dtype)
+                np.matmul(unit, pool[start:stop].T, out=buf)
+                kern.topk_block(buf, start, inv_pool, *args[:-1], excl, excl_ptr, *heaps)
+        else:
+            import numba
+
+            tile = min(P, self.block_size or _TILE)
+            group = min(_GROUP, max(16, -(-B // 8)))  # a few work items per span even for small batches
+            span = tile * max(1, _SPAN_BYTES // (tile * D * pool.itemsize))
+            old = numba.set_parallel_chunksize(1)  # hand work items out dynamically (shared machines)
+            try:
+                with limit:
+                    for start in range(0, P, span):
+                        kern.topk_tiles(unit, pool, start, min(P, start + span), group, tile, inv_pool, *args[:-1],
+                                        excl, excl_ptr, *heaps)
+            finally:
+                numba.set_parallel_chunksize(old)
         kern.finalize(mode, *heaps, out)
         return out
 

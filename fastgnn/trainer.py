@@ -44,6 +44,8 @@ OBJECTIVES = ("infonce", "local", "spectral", "reconstruction")
 POSITIVES = ("neighbors", "views")
 MINERS = ("uniform", "khop", "similarity", None)
 _CKPT_FORMAT = 1
+# nodes x widest layer from which an epoch's compiled kernels run in parallel (see Trainer._epoch)
+_PARALLEL_KERNELS_FROM = 1 << 21
 
 
 class TrainingDiverged(FloatingPointError):
@@ -52,10 +54,14 @@ class TrainingDiverged(FloatingPointError):
 
 # ------------------------------------------------------------------------------------------ augmentations
 def mask_features(X: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
-    """Zero each feature column with probability ``p`` (the same columns for every node, as in GRACE)."""
+    """Zero each feature column with probability ``p`` (the same columns for every node, as in GRACE).
+
+    A :class:`~fastgnn.autograd.SparseMatrix` gets the mask as a column scale (no copy of its arrays)."""
     if p <= 0:
         return X
     keep = rng.random(X.shape[1]) >= p
+    if isinstance(X, ag.SparseMatrix):  # a column scale: no copy of X
+        return X.scale_columns(keep.astype(X.data.dtype))
     if ag._is_sparse(X):
         return X.multiply(keep.astype(X.dtype)[None, :]).tocsr()
     return X * keep.astype(X.dtype)[None, :]
@@ -65,6 +71,9 @@ def drop_edges(graph: Graph, p: float, rng: np.random.Generator) -> Graph:
     """A copy of ``graph`` with each (undirected) edge removed with probability ``p``."""
     if p <= 0 or graph.num_edges == 0:
         return graph
+    plan = graph._edge_plan()
+    if plan is not None:  # sorted rows, no self-loops, symmetric arcs: filter the CSR arrays directly
+        return graph._keep_edges(rng.random(plan[1].size) >= p)
     src, dst, w = graph.edges()
     keep = rng.random(src.size) >= p
     return Graph.from_edges(src[keep], dst[keep], num_nodes=graph.num_nodes,
@@ -167,6 +176,11 @@ class Trainer:
         (:class:`HardNegativeMiner`), or in-batch (None). On homophilous graphs the hardest k-hop or
         similarity negatives are mostly members of the anchor's own community (false negatives): measured on a
         planted partition they destroy the community structure unless mixed with easier ones.
+    hard_ratio : float in [0, 1]
+        With a mining ``miner``, the share of each anchor's K negatives that are mined (``ceil(hard_ratio·K)``);
+        the rest are drawn ∝ degree^0.75 as with "uniform". 1 uses mined negatives only. Default 0.25: on Cora
+        the table model with k-hop negatives alone stays at chance (the 2-hop ring is mostly the anchor's own
+        class), while a quarter of them on top of uniform ones trains normally.
     num_negatives : int
         K when no curriculum is given.
     combine : "fixed" | "uncertainty" | "gradnorm"
@@ -182,7 +196,8 @@ class Trainer:
 
     def __init__(self, model="gcn", objectives=("infonce",), *, positives="views", dim=128, hidden=256, layers=2,
                  heads=4, lr=1e-3, weight_decay=1e-5, temperature=0.5, loss_weights=None, curriculum=None,
-                 miner="uniform", num_negatives=16, combine="fixed", feature_mask=(0.3, 0.4), edge_drop=(0.2, 0.4),
+                 miner="uniform", hard_ratio=0.25, num_negatives=16, combine="fixed", feature_mask=(0.3, 0.4),
+                 edge_drop=(0.2, 0.4),
                  projection=True, spectral_normalization="sym", margin=1.0, batch_size=None, seed=0,
                  dtype=np.float32, backend=None):
         from . import schedules
@@ -233,6 +248,7 @@ class Trainer:
         elif not hasattr(miner, "mine"):
             raise TypeError(f"miner: expected one of {MINERS} or an object with .mine(), got {type(miner).__name__}")
         self.miner_spec = miner
+        self.hard_ratio = _check.real(hard_ratio, "hard_ratio", minimum=0.0, maximum=1.0)
         self.num_negatives = _check.integer(num_negatives, "num_negatives", minimum=1)
         self.combine = _check.choice(combine, "combine", ("fixed", "uncertainty", "gradnorm"))
         self.feature_mask = tuple(_check.real(v, "feature_mask", minimum=0.0, maximum=1.0, strict_max=True)
@@ -318,6 +334,22 @@ class Trainer:
         return self.model(graph, X)
 
     def _epoch(self, graph, X, epoch):
+        # On a small graph each compiled kernel of an epoch runs in about a millisecond: a parallel region gains
+        # little there, and its workers, spinning after it, take the cores from the BLAS threads of the GEMMs
+        # that follow (GCN/GRACE on Cora, 2 busy cores: epochs twice as slow). The kernels then run on this
+        # thread only (BLAS keeps its threads); results do not depend on the thread count.
+        if graph.num_nodes * max(self.hidden, self.dim) >= _PARALLEL_KERNELS_FROM:
+            return self._epoch_step(graph, X, epoch)
+        import numba
+
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return self._epoch_step(graph, X, epoch)
+        finally:
+            numba.set_num_threads(before)
+
+    def _epoch_step(self, graph, X, epoch):
         from . import losses
 
         s = self._settings(epoch)
@@ -330,7 +362,13 @@ class Trainer:
         ops, values, gnorms = {}, {}, {}
         Z = None
         if "infonce" in self.objectives and self.positives == "views":
-            X1, X2 = mask_features(X, self.feature_mask[0], rng), mask_features(X, self.feature_mask[1], rng)
+            Xv = X
+            if ag._is_sparse(X):  # CSR arrays (and their transpose) kept for the views' column masks
+                cached = getattr(self, "_sparse_features", None)
+                if cached is None or cached[0] is not X:
+                    cached = self._sparse_features = (X, ag.SparseMatrix(X))
+                Xv = cached[1]
+            X1, X2 = mask_features(Xv, self.feature_mask[0], rng), mask_features(Xv, self.feature_mask[1], rng)
             G1, G2 = drop_edges(graph, self.edge_drop[0], rng), drop_edges(graph, self.edge_drop[1], rng)
             Z1, Z2 = self._forward(G1, X1), self._forward(G2, X2)
             H1, H2 = (self.head(Z1), self.head(Z2)) if self.head is not None else (Z1, Z2)
@@ -338,8 +376,9 @@ class Trainer:
                                       backend=self.backend)
             ops["infonce"] = ag.from_gradients(loss, [H1, H2], [g["anchors"], g["positives"]])
             values["infonce"] = float(loss)
-            gnorms["infonce"] = float(np.sqrt((g["anchors"].astype(np.float64) ** 2).sum()
-                                              + (g["positives"].astype(np.float64) ** 2).sum()))
+            if self.combine == "gradnorm":
+                gnorms["infonce"] = float(np.sqrt((g["anchors"].astype(np.float64) ** 2).sum()
+                                                  + (g["positives"].astype(np.float64) ** 2).sum()))
             Z = Z1
         need_z = [o for o in self.objectives if o not in ops]
         if need_z and Z is None:
@@ -361,7 +400,8 @@ class Trainer:
                 dZ = _only_grad(g)
             ops[o] = ag.from_gradients(loss, [Z], [dZ])
             values[o] = float(loss)
-            gnorms[o] = float(np.sqrt((np.asarray(dZ, np.float64) ** 2).sum()))
+            if self.combine == "gradnorm":
+                gnorms[o] = float(np.sqrt((np.asarray(dZ, np.float64) ** 2).sum()))
         for name in self.objectives:
             if not math.isfinite(values[name]):
                 raise _Diverged(epoch, name, values[name])
@@ -400,22 +440,27 @@ class Trainer:
         return cand, pos
 
     def _negatives(self, graph, Zd, anchors, s, rng):
+        k = s["num_negatives"]
         if self.miner_spec == "uniform":
-            ids = _uniform_negatives(graph, anchors, s["num_negatives"], rng)
-            if s["threshold"] is not None and ids.size:
-                ids = _apply_difficulty(Zd, anchors, ids, s["threshold"])
-            return ids
-        miner = self._miner(s["num_negatives"])
-        if miner is None:
-            return None
-        miner.seed = int(rng.integers(0, 2**62))
-        from . import mining
-
-        if isinstance(miner, mining.GraphHardNegativeMiner):
-            ids = miner.mine(Zd, graph, anchors)
+            ids = _uniform_negatives(graph, anchors, k, rng)
         else:
-            ids = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))
-        ids = np.asarray(ids, np.int64)
+            k_hard = min(k, math.ceil(self.hard_ratio * k))
+            miner = self._miner(max(k_hard, 1))
+            if miner is None:
+                return None
+            miner.seed = int(rng.integers(0, 2**62))
+            from . import mining
+
+            parts = []
+            if k_hard:
+                if isinstance(miner, mining.GraphHardNegativeMiner):
+                    hard = miner.mine(Zd, graph, anchors)
+                else:
+                    hard = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))
+                parts.append(np.asarray(hard, np.int64)[:, :k_hard])
+            if k - k_hard:
+                parts.append(_uniform_negatives(graph, anchors, k - k_hard, rng))
+            ids = np.ascontiguousarray(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
         if s["threshold"] is not None and ids.size:
             ids = _apply_difficulty(Zd, anchors, ids, s["threshold"])
         return ids

@@ -28,3 +28,21 @@ def spmm_dense(A, X, norm=None):
         inv[pos] = 1.0 / deg[pos]
         A = inv[:, None] * A
     return A @ np.asarray(X, np.float64)
+
+
+def edge_plan(indptr, indices, directed):
+    """``(arc_edge, edge_arc)``: edges numbered as ``Graph.edges()`` lists them (the arcs i < j of an undirected
+    graph, all arcs of a directed one), the edge of every arc (an arc i > j takes its reverse's) and the arc
+    that lists each edge (a dictionary over arc endpoints: the oracle)."""
+    indptr, indices = np.asarray(indptr), np.asarray(indices)
+    src = np.repeat(np.arange(indptr.size - 1), np.diff(indptr))
+    listed = np.flatnonzero(np.ones(src.size, bool) if directed else src < indices)
+    number = {(int(src[p]), int(indices[p])): e for e, p in enumerate(listed)}
+    arc_edge = np.array([number[(int(u), int(v)) if directed or u < v else (int(v), int(u))]
+                         for u, v in zip(src, indices)], np.int64)
+    return arc_edge, listed
+
+
+def add_scaled_rows(out, scale, X):
+    """``out + scale[:, None] * X`` (the self-loop term of a GCN propagation)."""
+    return out + np.asarray(scale)[:, None] * X

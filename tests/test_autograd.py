@@ -188,3 +188,52 @@ def test_matmul_with_sparse_constant_features(rng):
     np.testing.assert_allclose(ag.matmul(A, ag.Tensor(B)).data, A.toarray() @ B)
     with pytest.raises(ValueError, match="matmul"):
         ag.matmul(A, ag.Tensor(np.ones((4, 2))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (7, 3), (300, 129), (2, 3, 4)])
+def test_activation_kernels_match_reference(rng, dtype, shape):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    flat = x.reshape(-1)
+    flat[:4] = [np.nan, -0.0, -100.0, -0.5][:flat.size]
+    g = rng.standard_normal(shape).astype(dtype)
+    t = ag.Tensor(x, requires_grad=True)
+    y = ag.relu(t)
+    np.testing.assert_array_equal(y.data, ref.relu(x))
+    y.backward(g)
+    np.testing.assert_array_equal(t.grad, ref.relu_grad(g, x))
+    t = ag.Tensor(x, requires_grad=True)
+    y = ag.elu(t, 1.3)
+    want, deriv = ref.elu(x, 1.3)
+    if dtype == np.float64:  # libm's expm1, as NumPy
+        np.testing.assert_array_equal(y.data, want)
+    else:  # the vectorised expm1: a few ulp
+        np.testing.assert_allclose(y.data, want, rtol=5e-7, atol=1e-37)
+    assert y.data.dtype == dtype and np.isnan(y.data.reshape(-1)[0])
+    y.backward(g)
+    # deriv = neg + alpha cancels for very negative x: compare at the scale of alpha * |g|
+    np.testing.assert_allclose(t.grad, g * deriv, rtol=0, atol=(2e-6 if dtype == np.float32 else 1e-15) * np.abs(g).max())
+
+
+def test_sparse_matrix_column_scale_and_transpose(rng):
+    import scipy.sparse as sp
+
+    M = sp.random(9, 6, density=0.4, random_state=2, format="csr")
+    M.data = M.data.astype(np.float32)
+    S = ag.SparseMatrix(M)
+    keep = (rng.random(6) > 0.4).astype(np.float32)
+    Sk = S.scale_columns(keep)
+    assert S.nnz == M.nnz and Sk.shape == (9, 6) and ag._is_sparse(Sk)
+    dense = M.toarray() * keep[None, :]
+    np.testing.assert_array_equal(Sk.tocsr().toarray(), dense)
+    B = rng.standard_normal((6, 4)).astype(np.float32)
+    G = rng.standard_normal((9, 4)).astype(np.float32)
+    for A, want in ((S, M.toarray()), (Sk, dense)):
+        b = ag.Tensor(B, requires_grad=True)
+        y = ag.matmul(A, b)
+        np.testing.assert_allclose(y.data, want @ B, rtol=1e-5, atol=1e-6)
+        y.backward(G)
+        np.testing.assert_allclose(b.grad, want.T @ G, rtol=1e-5, atol=1e-6)
+    assert "T" in S._shared  # the transpose is built once and shared with the scaled copy
+    check(lambda b: ag.matmul(ag.SparseMatrix(M.astype(np.float64)).scale_columns(keep.astype(np.float64)), b),
+          B.astype(np.float64))

@@ -183,3 +183,43 @@ def test_constructor_validates_csr():
         Graph([0.0, 1.0], [0])
     with pytest.raises(ValueError, match="neighbors|i: node"):
         Graph.from_edges([0], [1]).neighbors(2)
+
+
+@pytest.mark.parametrize("directed", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n,e", [(2, 1), (9, 20), (80, 400)])
+def test_keep_edges_matches_from_edges(rng, directed, weighted, n, e):
+    src, dst = rng.integers(0, n - 1, e), rng.integers(0, n - 1, e)  # the last node is isolated
+    w = rng.random(e) + 0.1 if weighted else None
+    g = Graph.from_edges(src, dst, num_nodes=n, weights=w, symmetrize=not directed)
+    arc_edge, edge_arc = g._edge_plan()
+    want_arc_edge, want_edge_arc = ref.edge_plan(g.indptr, g.indices, directed)
+    np.testing.assert_array_equal(arc_edge, want_arc_edge)
+    np.testing.assert_array_equal(edge_arc, want_edge_arc)
+    s, d, ww = g.edges()
+    for keep in (rng.random(s.size) < 0.5, np.zeros(s.size, bool), np.ones(s.size, bool)):
+        got = g._keep_edges(keep)
+        want = Graph.from_edges(s[keep], d[keep], num_nodes=n, weights=ww[keep] if weighted else None,
+                                symmetrize=not directed)
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        assert got.indices.dtype == want.indices.dtype and got.directed == directed
+        if weighted:
+            np.testing.assert_array_equal(got.weights, want.weights)
+        else:
+            assert got.weights is None
+        np.testing.assert_array_equal(got.to_scipy().toarray(), ref.dense_adjacency(
+            s[keep], d[keep], n, ww[keep] if weighted else None, symmetrize=not directed))
+        assert not got.indices.flags.writeable
+
+
+def test_edge_plan_refuses_graphs_from_edges_would_change():
+    # unsorted row, self-loop, missing reverse arc: drop_edges then goes through from_edges
+    for indptr, indices in (([0, 2, 3, 4], [2, 1, 0, 0]), ([0, 2, 3], [0, 1, 0]), ([0, 1, 1], [1])):
+        g = Graph(indptr, indices)
+        assert g._edge_plan() is None
+    g = Graph([0, 2, 3, 4], [2, 1, 0, 0])
+    from fastgnn.trainer import drop_edges
+
+    out = drop_edges(g, 0.5, np.random.default_rng(0))
+    assert out.num_nodes == 3 and np.all(np.diff(out.indices[out.indptr[0]:out.indptr[1]]) > 0)

@@ -196,6 +196,29 @@ def test_miner_pads_with_minus_one(rng, strategy):
     assert got[0].tolist() == [5, -1, -1]
 
 
+@pytest.mark.parametrize("strategy", STRATS)
+@pytest.mark.parametrize("fused", [True, False])
+def test_miner_bound_scan_long_pool(rng, monkeypatch, strategy, fused):
+    # a pool much longer than K: most candidates are rejected by the heaps' bound (both kernels); the
+    # unfused path (BLAS per block, then topk_block) is what runs without threadpoolctl
+    import fastgnn.mining as mining
+
+    if not fused:
+        monkeypatch.setattr(mining, "_single_threaded_blas", lambda: None)
+    A, Pos, pool = _data(rng, 5, 1500, 4)
+    al = rng.integers(0, 2, 5)
+    pl = rng.integers(0, 2, 1500)
+    ex = np.sort(rng.integers(-1, 1500, (5, 40)), axis=1)
+    for block in (None, 100):
+        m = HardNegativeMiner(strategy, num_negatives=6, alpha=3.0, seed=2, block_size=block)
+        got = m.mine(A, Pos, pool, anchor_labels=al, pool_labels=pl, exclude=ex)
+        want = ref.hard_negatives_ref(A, Pos, pool, strategy, 6, 3.0, 0.5, _call_seed(2, 0), al, pl, ex)
+        np.testing.assert_array_equal(got, want)
+        got = HardNegativeMiner(strategy, num_negatives=6, alpha=3.0, seed=2, block_size=block).mine(A, Pos, pool)
+        np.testing.assert_array_equal(got, ref.hard_negatives_ref(A, Pos, pool, strategy, 6, 3.0, 0.5,
+                                                                  _call_seed(2, 0)))
+
+
 def test_miner_float32_close_to_reference(rng):
     A, Pos, pool = _data(rng, 16, 500, 32, np.float32)
     got = HardNegativeMiner("hardest", num_negatives=10, block_size=64).mine(A, Pos, pool)

@@ -101,3 +101,16 @@ def test_spmm_bad_norm_graph_backend():
         spmm(g.to_scipy(), X)
     with pytest.raises(ValueError, match="backend: unknown backend 'gpu'"):
         spmm(g, X, backend="gpu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d", [(1, 1), (5, 3), (130, 70)])
+def test_add_scaled_rows_matches_reference(rng, dtype, n, d):
+    from fastgnn.kernels.cpu.sparse import add_scaled_rows
+
+    out = rng.standard_normal((n, d)).astype(dtype)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    s = rng.random(n).astype(dtype)
+    want = ref.add_scaled_rows(out, s, X)
+    add_scaled_rows(out, s, X)
+    np.testing.assert_array_equal(out, want)

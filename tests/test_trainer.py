@@ -70,6 +70,35 @@ def test_miners_plug_in(pp, miner):
     assert np.isfinite(h["loss"]).all()
 
 
+@pytest.mark.parametrize("ratio, hard", [(0.0, 0), (0.25, 1), (0.5, 2), (1.0, 4)])
+def test_hard_ratio_mixes_mined_and_uniform_negatives(pp, ratio, hard):
+    """ceil(hard_ratio·K) columns come from the miner, the rest are degree^0.75 draws."""
+    calls = []
+
+    class Recorder:
+        num_negatives = 4
+
+        def mine(self, anchors, positives, pool, exclude=None):
+            calls.append(len(anchors))
+            return np.full((len(anchors), 4), -1, np.int64)  # all padding: easy to find in the output
+
+    tr = Trainer("table", ("infonce",), positives="neighbors", dim=8, lr=0.05, miner=Recorder(), hard_ratio=ratio,
+                 num_negatives=4, seed=0)
+    tr.fit(pp, epochs=1)
+    Zd = tr.embed()
+    anchors = np.arange(pp.graph.num_nodes)
+    ids = tr._negatives(pp.graph, Zd, anchors, tr._settings(0), np.random.default_rng(0))
+    assert ids.shape == (anchors.size, 4)
+    assert (ids[:, :hard] == -1).all()
+    assert hard == 4 or (ids[:, hard:] >= 0).mean() > 0.9  # uniform draws (−1 only where a draw hit the anchor)
+    assert bool(calls) == (hard > 0)
+
+
+def test_hard_ratio_is_validated():
+    with pytest.raises(ValueError, match="hard_ratio"):
+        Trainer("table", ("infonce",), positives="neighbors", hard_ratio=1.5)
+
+
 def test_early_stopping_and_callbacks(pp):
     tr = Trainer("table", ("infonce",), positives="neighbors", dim=8, lr=0.05, seed=0)
     h = tr.fit(pp, epochs=50, early_stopping=EarlyStopping(patience=2, min_delta=1e9))

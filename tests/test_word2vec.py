@@ -420,6 +420,8 @@ def test_float64_model():
     (dict(l2=-1.0), ValueError, "l2"),
     (dict(clip_grad=float("nan")), ValueError, "clip_grad"),
     (dict(shrink_windows="yes"), TypeError, "shrink_windows"),
+    (dict(backend="tpu"), ValueError, "backend: unknown backend 'tpu'"),
+    (dict(backend=1), TypeError, "backend"),
 ])
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -586,6 +588,82 @@ def test_deepwalk_bad_inputs():
         DeepWalk(g, vector_size=0)
     with pytest.raises(TypeError, match="sentences"):
         DeepWalk(g, sentences=[["a"]])
+
+
+def test_backend_cpu_is_the_default_path():
+    s = [["a", "b", "c"], ["c", "b", "a", "d"]] * 5
+    kw = dict(vector_size=4, min_count=1, seed=2, workers=1)
+    ref_model = Word2Vec(s, **kw)
+    for how in ("argument", "context"):
+        if how == "argument":
+            m = Word2Vec(s, backend="cpu", **kw)
+        else:
+            with fastgnn.backend.use_backend("cpu"):
+                m = Word2Vec(s, **kw)
+        np.testing.assert_array_equal(m.wv.vectors, ref_model.wv.vectors)
+    g = _two_cliques()
+    a = DeepWalk(g, walk_length=5, walks_per_node=2, vector_size=4, seed=1, workers=1, backend="cpu").fit()
+    b = DeepWalk(g, walk_length=5, walks_per_node=2, vector_size=4, seed=1, workers=1).fit()
+    np.testing.assert_array_equal(a, b)
+
+
+def _no_cuda(monkeypatch):
+    """Make CUDA unusable the way a machine without numba-cuda is (the simulator included)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    fastgnn.backend.cuda_status(refresh=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Word2Vec([["a", "b"]] * 3, min_count=1, vector_size=4, backend="cuda"),
+    lambda: DeepWalk(_two_cliques(), walk_length=4, walks_per_node=1, vector_size=4, backend="cuda").fit(),
+    lambda: Node2Vec(_two_cliques(), p=2.0, walk_length=4, walks_per_node=1, vector_size=4, backend="cuda").fit(),
+])
+def test_cuda_without_gpu_is_the_backend_modules_error(make, monkeypatch):
+    _no_cuda(monkeypatch)
+    try:
+        with pytest.raises(fastgnn.backend.BackendUnavailableError,
+                           match="backend 'cuda' is not usable: numba-cuda is not installed"):
+            make()
+    finally:
+        monkeypatch.undo()
+        fastgnn.backend.cuda_status(refresh=True)
+
+
+@pytest.mark.parametrize("cmd", ["train", "deepwalk"])
+def test_cli_backend_option(cmd, tmp_path, monkeypatch, capsys):
+    from fastgnn import cli
+
+    if cmd == "train":
+        data = tmp_path / "corpus.txt"
+        data.write_text("a b c d\n" * 20)
+        argv = ["word2vec", "train", str(data), "--min-count", "1", "--dim", "4", "-q"]
+    else:
+        data = tmp_path / "edges.tsv"
+        data.write_text("0 1\n1 2\n2 0\n")
+        argv = ["deepwalk", str(data), "--dim", "4", "--walks", "1", "--length", "4"]
+    out = str(tmp_path / "v.txt")
+    assert cli.main(argv + ["-o", out, "--backend", "cpu", "--workers", "1"]) == 0
+    _no_cuda(monkeypatch)
+    try:
+        capsys.readouterr()
+        assert cli.main(argv + ["-o", out, "--backend", "cuda"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "backend 'cuda' is not usable" in err
+    finally:
+        monkeypatch.undo()
+        fastgnn.backend.cuda_status(refresh=True)
+
+
+def test_cuda_without_gpu_here_is_a_clear_error():
+    ok, why = fastgnn.backend.cuda_status()
+    if ok:
+        pytest.skip(f"CUDA is usable here ({why})")
+    with pytest.raises(fastgnn.backend.BackendUnavailableError, match="backend 'cuda' is not usable: .*"
+                       "(numba-cuda|driver|device)"):
+        Word2Vec([["a", "b"]] * 3, min_count=1, vector_size=4, backend="cuda")
 
 
 def test_walks_to_corpus_drops_padding():

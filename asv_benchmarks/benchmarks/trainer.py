@@ -31,21 +31,32 @@ def _data():
     return ds.graph, X
 
 
-class GraceEpochFastgnn:
-    """fastgnn Trainer, one epoch (GCN 2 layers hidden 256 → 128, τ 0.4)."""
+WIDTHS = ["256-128", "512-512"]  # hidden-output widths: GRACE's Cora set-up, and quality_trainer.py's
 
+
+def _widths(widths):
+    h, d = (int(v) for v in widths.split("-"))
+    return size(h, 32), size(d, 16)
+
+
+class GraceEpochFastgnn:
+    """fastgnn Trainer, one epoch (GCN 2 layers, hidden → output widths, τ 0.4)."""
+
+    params = [WIDTHS]
+    param_names = ["widths"]
     timeout = 600
 
-    def setup(self):
+    def setup(self, widths):
         from fastgnn.trainer import Trainer
 
+        h, d = _widths(widths)
         self.graph, self.X = _data()
-        self.tr = Trainer("gcn", ("infonce",), positives="views", dim=size(128, 16), hidden=size(256, 32),
+        self.tr = Trainer("gcn", ("infonce",), positives="views", dim=d, hidden=h,
                           lr=5e-4, weight_decay=1e-5, temperature=0.4, seed=0)
         self.tr.fit(self.graph, epochs=1, features=self.X)  # builds the model and compiles kernels
         self.epochs = 1
 
-    def time_epoch(self):
+    def time_epoch(self, widths):
         self.epochs += 1
         self.tr.fit(self.graph, epochs=self.epochs, features=self.X)
 
@@ -53,9 +64,11 @@ class GraceEpochFastgnn:
 class GraceEpochTorch:
     """Peer: the same model, augmentations and loss in PyTorch (CPU), one epoch."""
 
+    params = [WIDTHS]
+    param_names = ["widths"]
     timeout = 600
 
-    def setup(self):
+    def setup(self, widths):
         torch = require("torch")
         self.torch = torch
         graph, X = _data()
@@ -65,7 +78,7 @@ class GraceEpochTorch:
         self.src, self.dst = torch.from_numpy(src.astype(np.int64)), torch.from_numpy(dst.astype(np.int64))
         Xc = X.tocoo()
         self.X = torch.sparse_coo_tensor(np.vstack([Xc.row, Xc.col]), Xc.data, Xc.shape).coalesce()
-        d, h = size(128, 16), size(256, 32)
+        h, d = _widths(widths)
         fin = X.shape[1]
         self.W1 = torch.nn.Linear(fin, h, bias=False)
         self.b1 = torch.nn.Parameter(torch.zeros(h))
@@ -76,7 +89,7 @@ class GraceEpochTorch:
         params = [*self.W1.parameters(), self.b1, *self.W2.parameters(), self.b2, *self.p1.parameters(),
                   *self.p2.parameters()]
         self.opt = torch.optim.Adam(params, lr=5e-4, weight_decay=1e-5)
-        self.time_epoch()
+        self.time_epoch(widths)
 
     def _adj(self, p):
         torch = self.torch
@@ -97,7 +110,7 @@ class GraceEpochTorch:
         z = A @ self.W2(h) + self.b2
         return self.p2(torch.nn.functional.elu(self.p1(z)))
 
-    def time_epoch(self):
+    def time_epoch(self, widths):
         torch = self.torch
         F = torch.nn.functional
         self.opt.zero_grad()

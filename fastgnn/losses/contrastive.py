@@ -197,7 +197,18 @@ def _inbatch_fast(k, A, P, inv_tau, cosine, symmetric, row_scale, col_scale):
         Ah, Ph = A, P
     S = Ah @ Ph.T
     row_c = row_scale * inv_tau
-    row_m, row_tot, row_loss, zdiag = (np.empty(B) for _ in range(4))
+    row_tot, zdiag = np.empty(B), np.empty(B)
+    if symmetric and cosine and 2.0 * inv_tau <= _COLUMN_RANGE:
+        # logits lie in [-1/τ, 1/τ]: one fixed shift serves rows and columns, so a single pass over S gives
+        # the exponentials with their row and column sums
+        parts = np.zeros((min(16, B), B))
+        k.inbatch_exp_shifted(S, inv_tau, inv_tau, S.dtype == np.float32, row_tot, zdiag, parts)
+        colsum = parts.sum(axis=0)
+        loss = inv_tau + 0.5 * (np.log(row_tot) + np.log(colsum)) - zdiag
+        col_c = col_scale * inv_tau
+        k.inbatch_symmetric_grad(S, row_c / row_tot, np.ones(B), col_c / colsum, row_c + col_c)
+        return loss, *_inbatch_backward(k, S, Ah, Ph, na, np_)
+    row_m, row_loss = np.empty(B), np.empty(B)
     colmax = np.full((min(16, B), B) if symmetric else (1, 1), -np.inf)
     k.inbatch_softmax_rows(S, inv_tau, row_c, symmetric, S.dtype == np.float32, row_m, row_tot, row_loss, zdiag,
                            colmax)
@@ -213,12 +224,17 @@ def _inbatch_fast(k, A, P, inv_tau, cosine, symmetric, row_scale, col_scale):
         loss = 0.5 * (row_loss + col_loss)
         col_c = col_scale * inv_tau
         k.inbatch_symmetric_grad(S, row_c / row_tot, r, col_c / colsum, row_c + col_c)
-    gA = S @ Ph
-    gP = S.T @ Ah
-    if cosine:
+    return loss, *_inbatch_backward(k, S, Ah, Ph, na if cosine else None, np_ if cosine else None)
+
+
+def _inbatch_backward(k, G, Ah, Ph, na, np_):
+    """Two GEMMs from ``G = dL/dS``, then back through the row normalisations (when ``na`` is given)."""
+    gA = G @ Ph
+    gP = G.T @ Ah
+    if na is not None:
         k.project_normalized(gA, Ah, na)
         k.project_normalized(gP, Ph, np_)
-    return loss, gA, gP
+    return gA, gP
 
 
 def _inbatch_exact(k, A, P, na2, np2, inv_tau, cosine, symmetric, row_scale, col_scale):

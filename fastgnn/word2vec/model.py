@@ -44,7 +44,8 @@ class Word2Vec:
     sample : float >= 0
         Sub-sampling threshold; a word of count ``c`` is kept with ``min(1, (√(c/(sT))+1)·sT/c)``.
     seed : int
-        Seeds the initial vectors and every draw; with ``workers=1`` training is bit-reproducible.
+        Seeds the initial vectors and every draw; with ``workers=1`` training on the CPU backend is
+        bit-reproducible (on "cuda" only when the corpus is one chunk).
     workers : int >= 1
         Threads (capped at numba's thread count). Above 1 the updates race (Hogwild).
     sg : {0, 1}
@@ -79,6 +80,14 @@ class Word2Vec:
     dtype : numpy.float32 or numpy.float64
     progress : bool, optional
         One status line per epoch on stderr (words/s, loss); default: when stderr is a terminal.
+    backend : "cpu" | "cuda" | "auto", optional
+        Where training runs (resolved by :mod:`fastgnn.backend` at each ``train`` call: this argument,
+        else ``use_backend`` / ``set_backend`` / ``FASTGNN_BACKEND``, else ``"auto"``). On ``"cuda"`` the
+        two tables are copied to the device once and stay there across epochs and ``train`` calls; they
+        are copied back when ``wv`` or ``syn1neg`` is read (or the vocabulary changes). One GPU thread
+        trains one chunk of ``batch_words`` words, so a small ``batch_words`` (e.g. 100) fills the device
+        better; the chunks race (Hogwild) and ``workers`` is ignored. ``"cuda"`` without a usable GPU
+        raises :class:`fastgnn.backend.BackendUnavailableError` saying why.
 
     Attributes
     ----------
@@ -108,7 +117,7 @@ class Word2Vec:
                  max_vocab_size=None, sample=1e-3, seed=1, workers=3, min_alpha=0.0001, sg=0, negative=5,
                  ns_exponent=0.75, cbow_mean=1, epochs=5, shrink_windows=True, batch_words=10000,
                  compute_loss=True, shared_negatives=False, lr_schedule=None, patience=None, min_delta=0.0, l2=0.0, clip_grad=0.0,
-                 dtype=np.float32, progress=None):
+                 dtype=np.float32, progress=None, backend=None):
         self.vector_size = _check.integer(vector_size, "vector_size", minimum=1)
         self.alpha = _check.real(alpha, "alpha", minimum=0.0, strict_min=True)
         self.min_alpha = _check.real(min_alpha, "min_alpha", minimum=0.0)
@@ -142,8 +151,11 @@ class Word2Vec:
             raise TypeError(f"dtype: expected float32 or float64, got {np.dtype(dtype)}")
         self.dtype = np.dtype(dtype)
         self.progress = progress
-        self.wv = KeyedVectors([], np.empty((0, self.vector_size), self.dtype))
-        self.syn1neg = np.empty((0, self.vector_size), self.dtype)
+        self.backend = None if backend is None else _backend._validate_name(backend)
+        self._device = None  # (syn0, syn1) device tables while training on "cuda", else None
+        self._host_stale = False  # the device tables are newer than wv.vectors / syn1neg
+        self._wv = KeyedVectors([], np.empty((0, self.vector_size), self.dtype))
+        self._syn1neg = np.empty((0, self.vector_size), self.dtype)
         self.epoch_losses: list[float] = []
         self.epochs_trained = 0  # also the RNG stream of the next epoch
         self.words_per_sec = 0.0
@@ -154,6 +166,51 @@ class Word2Vec:
             _corpus.check_sentences(sentences)
             self.build_vocab(sentences)
             self.train(sentences)
+
+    # ------------------------------------------------------------------ tables (host / device)
+    @property
+    def wv(self) -> KeyedVectors:
+        """The input vectors (copied back from the device first when training ran on ``"cuda"``)."""
+        self._sync_host()
+        return self._wv
+
+    @wv.setter
+    def wv(self, kv):
+        if not isinstance(kv, KeyedVectors):
+            raise TypeError(f"wv: expected a KeyedVectors, got {type(kv).__name__}")
+        self._release_device()
+        self._wv = kv
+
+    @property
+    def syn1neg(self) -> np.ndarray:
+        """The output vectors (copied back from the device first when training ran on ``"cuda"``)."""
+        self._sync_host()
+        return self._syn1neg
+
+    @syn1neg.setter
+    def syn1neg(self, value):
+        self._release_device()
+        self._syn1neg = value
+
+    def _sync_host(self):
+        """Copy the device tables into the host arrays (in place, so views stay valid) if they are newer."""
+        if self._host_stale:
+            d0, d1 = self._device
+            d0.copy_to_host(self._wv.vectors)
+            d1.copy_to_host(self._syn1neg)
+            self._host_stale = False
+            self._wv._invalidate()
+
+    def _release_device(self):
+        """Bring the host arrays up to date and forget the device tables (the host arrays change next)."""
+        self._sync_host()
+        self._device = None
+
+    def _device_tables(self, kc):
+        """The device tables, copied from the host arrays on first use and kept resident afterwards."""
+        if self._device is None:
+            self._device = kc.to_device(self._wv.vectors), kc.to_device(self._syn1neg)
+        return self._device
 
     # ------------------------------------------------------------------ vocabulary
     def build_vocab(self, sentences, update=False):
@@ -187,7 +244,7 @@ class Word2Vec:
         1
         """
         _corpus.check_sentences(sentences, restartable=False)
-        if update and len(self.wv) == 0:
+        if update and len(self._wv) == 0:
             raise ValueError("update: the model has no vocabulary yet; call build_vocab(sentences) first")
         counts, nsent, ntok = _corpus.scan_vocab(sentences, self.max_vocab_size)
         return self._add_counts(counts, update, nsent, ntok)
@@ -205,14 +262,14 @@ class Word2Vec:
             self.epochs_trained = 0
             self.epoch_losses = []
             return len(keys)
-        k2i = self.wv.key_to_index
-        old_counts = self.wv.counts.copy()
+        k2i = self._wv.key_to_index
+        old_counts = self._wv.counts.copy()
         for w, c in counts.items():
             i = k2i.get(w)
             if i is not None:
                 old_counts[i] += c
         new = _corpus.sorted_new_words(counts, self.min_count, known=k2i)
-        keys = list(self.wv.index_to_key) + [w for w, _ in new]
+        keys = list(self._wv.index_to_key) + [w for w, _ in new]
         cnt = np.concatenate([old_counts, np.array([c for _, c in new], np.int64)])
         self._set_vocab(keys, cnt, self.wv.vectors, self.syn1neg)
         return len(new)
@@ -235,8 +292,8 @@ class Word2Vec:
     def _sampling_tables(self):
         if self._tables is None:
             k = _backend.kernels("word2vec", "cpu")
-            keep = _corpus.keep_probabilities(self.wv.counts, self.sample)
-            prob, alias = _corpus.noise_table(self.wv.counts, self.ns_exponent, k)
+            keep = _corpus.keep_probabilities(self._wv.counts, self.sample)
+            prob, alias = _corpus.noise_table(self._wv.counts, self.ns_exponent, k)
             self._tables = (keep, prob, alias)
         return self._tables
 
@@ -275,9 +332,9 @@ class Word2Vec:
         60
         """
         _corpus.check_sentences(sentences, restartable=False)
-        if len(self.wv) == 0:
+        if len(self._wv) == 0:
             raise ValueError("sentences: the model has no vocabulary; call build_vocab(sentences) first")
-        corpus, offsets, raw = _corpus.encode(sentences, self.wv.key_to_index)
+        corpus, offsets, raw = _corpus.encode(sentences, self._wv.key_to_index)
         before = self.epochs_trained
         effective = self._train_ids(corpus, offsets, epochs, start_alpha, end_alpha)
         ran = self.epochs_trained - before if offsets[-1] else (epochs if epochs is not None else self.epochs)
@@ -292,17 +349,10 @@ class Word2Vec:
         total = int(offsets[-1])
         if total == 0:
             return 0
-        k = _backend.kernels("word2vec", "cpu")
+        name = _backend.resolve(self.backend)
         keep, prob, alias = self._sampling_tables()
         chunks = _corpus.chunk_bounds(offsets, self.batch_words)
-        nch = chunks.size - 1
-        loss_out = np.zeros(nch, np.float64)
-        words_out = np.zeros(nch, np.int64)
-        syn0, syn1 = self.wv.vectors, self.syn1neg
-        import numba
-
-        threads_before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
+        run, done = self._epoch_runner(name, corpus, offsets, chunks, keep, prob, alias, total)
         show = self.progress if self.progress is not None else (sys.stderr.isatty() and total * epochs > 10**6)
         best, wait, effective = math.inf, 0, 0
         t0 = time.perf_counter()
@@ -315,17 +365,10 @@ class Word2Vec:
                 else:
                     lo = max(a1, a0 - (a0 - a1) * e / epochs)
                     hi = max(a1, a0 - (a0 - a1) * (e + 1) / epochs)
-                common = (corpus, offsets, chunks, keep, prob, alias, syn0, syn1, self.window,
-                          self.shrink_windows, self.negative)
-                tail = (lo, hi, total, self.l2, self.clip_grad, self.seed, self.epochs_trained,
-                        self.compute_loss, loss_out, words_out)
-                if self.sg:
-                    k.train_sg(*common, self.shared_negatives, *tail)
-                else:
-                    k.train_cbow(*common, bool(self.cbow_mean), *tail)
+                loss, words = run(lo, hi)
                 self.epochs_trained += 1
-                effective += int(words_out.sum())
-                loss = float(loss_out.sum()) if self.compute_loss else math.nan
+                effective += words
+                loss = loss if self.compute_loss else math.nan
                 self.epoch_losses.append(loss)
                 elapsed = time.perf_counter() - t0
                 self.words_per_sec = effective / elapsed if elapsed > 0 else 0.0
@@ -347,9 +390,57 @@ class Word2Vec:
                             log.info("early stopping after epoch %d (no improvement for %d epochs)", e + 1, wait)
                             break
         finally:
-            numba.set_num_threads(threads_before)
-            self.wv._invalidate()
+            done()
         return effective
+
+    def _epoch_runner(self, name, corpus, offsets, chunks, keep, prob, alias, total):
+        """``(run, done)``: ``run(lo, hi)`` trains epoch ``epochs_trained`` on backend ``name`` with the
+        learning rate going from ``lo`` to ``hi`` and returns ``(loss, kept words)``; ``done()`` cleans up."""
+        nch = chunks.size - 1
+        d = self.vector_size
+
+        def launch(k, syn0, syn1, inputs, loss_out, words_out, lo, hi, **extra):
+            common = (*inputs, syn0, syn1, self.window, self.shrink_windows, self.negative)
+            tail = (lo, hi, total, self.l2, self.clip_grad, self.seed, self.epochs_trained, self.compute_loss,
+                    loss_out, words_out)
+            if self.sg:
+                k.train_sg(*common, self.shared_negatives, *tail, **extra)
+            else:
+                k.train_cbow(*common, bool(self.cbow_mean), *tail, **extra)
+
+        if name == "cuda":
+            kc = _backend.kernels("word2vec", "cuda")
+            syn0, syn1 = self._device_tables(kc)  # resident until the host reads them
+            inputs = tuple(kc.to_device(a) for a in (corpus, offsets, chunks, keep, prob, alias))
+            loss_out, words_out = kc.device_empty(nch, np.float64), kc.device_empty(nch, np.int64)
+            scratch = kc.workspace(corpus.size, nch, d, self.negative, self.dtype)
+
+            def run(lo, hi):
+                self._host_stale = True
+                launch(kc, syn0, syn1, inputs, loss_out, words_out, lo, hi, workspace=scratch)
+                return float(loss_out.copy_to_host().sum()), int(words_out.copy_to_host().sum())
+
+            return run, lambda: None
+
+        import numba
+
+        k = _backend.kernels("word2vec", "cpu")
+        self._release_device()  # a later CPU run continues from the device's tables
+        syn0, syn1 = self._wv.vectors, self._syn1neg
+        loss_out, words_out = np.zeros(nch, np.float64), np.zeros(nch, np.int64)
+        inputs = (corpus, offsets, chunks, keep, prob, alias)
+        threads_before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(self.workers, numba.config.NUMBA_NUM_THREADS)))
+
+        def run(lo, hi):
+            launch(k, syn0, syn1, inputs, loss_out, words_out, lo, hi)
+            return float(loss_out.sum()), int(words_out.sum())
+
+        def done():
+            numba.set_num_threads(threads_before)
+            self._wv._invalidate()
+
+        return run, done
 
     def stream_train(self, sentences, batch_size=10000, epochs=1):
         """Train online: read ``sentences`` (any iterable, read once) ``batch_size`` sentences at a time.
@@ -392,7 +483,7 @@ class Word2Vec:
 
     def _stream_batch(self, batch, epochs):
         counts, _, _ = _corpus.scan_vocab(batch, self.max_vocab_size)
-        k2i = self.wv.key_to_index
+        k2i = self._wv.key_to_index
         for w, c in counts.items():
             if w not in k2i:
                 self._pending[w] = self._pending.get(w, 0) + c
@@ -406,13 +497,13 @@ class Word2Vec:
         if self.max_vocab_size is not None and len(self._pending) > self.max_vocab_size:
             keep = sorted(self._pending.items(), key=lambda wc: -wc[1])[: self.max_vocab_size]
             self._pending = dict(keep)
-        if len(self.wv) == 0:
+        if len(self._wv) == 0:
             if not merged:
                 return 0
             self._add_counts(merged, update=False)
         else:
             self._add_counts(merged, update=True)
-        corpus, offsets, _ = _corpus.encode(batch, self.wv.key_to_index)
+        corpus, offsets, _ = _corpus.encode(batch, self._wv.key_to_index)
         self._train_ids(corpus, offsets, epochs)
         return 1
 
@@ -429,8 +520,8 @@ class Word2Vec:
         """Save the whole model (vectors, output weights, vocabulary, counts, settings) to one ``.npz``.
 
         The file holds NumPy arrays and one JSON document (no pickle); :meth:`load` restores a model
-        that continues training exactly where this one stopped (``lr_schedule`` is not saved: pass
-        it again).
+        that continues training exactly where this one stopped (``lr_schedule`` and ``backend`` are not
+        saved: pass them again).
 
         Examples
         --------
@@ -449,8 +540,8 @@ class Word2Vec:
             np.savez(fh, syn0=self.wv.vectors, syn1neg=self.syn1neg, counts=self.wv.counts, meta=blob)
 
     @classmethod
-    def load(cls, path):
-        """Load a model written by :meth:`save`.
+    def load(cls, path, *, backend=None):
+        """Load a model written by :meth:`save` (``backend``: as the constructor's; it is not saved).
 
         Raises
         ------
@@ -467,7 +558,7 @@ class Word2Vec:
             raise ValueError(f"path: {path} is not a saved fastgnn Word2Vec model ({exc})") from exc
         if meta.get("format") != _FORMAT:
             raise ValueError(f"path: {path} is not a saved fastgnn Word2Vec model (format {meta.get('format')!r})")
-        model = cls(**meta["params"], dtype=np.dtype(meta["dtype"]))
+        model = cls(**meta["params"], dtype=np.dtype(meta["dtype"]), backend=backend)
         model.wv = KeyedVectors(meta["keys"], np.ascontiguousarray(syn0), counts)
         model.syn1neg = np.ascontiguousarray(syn1)
         model.epochs_trained = int(meta["epochs_trained"])
@@ -477,7 +568,7 @@ class Word2Vec:
 
     def __repr__(self) -> str:
         kind = "skip-gram" if self.sg else "CBOW"
-        return f"Word2Vec({kind}, {len(self.wv)} words, {self.vector_size} dims)"
+        return f"Word2Vec({kind}, {len(self._wv)} words, {self.vector_size} dims)"
 
 
 def _check_schedule(s):

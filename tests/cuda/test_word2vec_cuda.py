@@ -91,3 +91,129 @@ def test_chunks_across_blocks_draw_their_own_streams(kc, rng, sg):
                                     True, *args)
     np.testing.assert_array_equal(words, rw)
     np.testing.assert_allclose(loss, rl, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- public API with backend="cuda"
+SENTENCES = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "ran", "to", "the", "cat"],
+             ["the", "mat", "was", "red"], ["dog", "and", "cat"]] * 3
+
+
+def _w2v(backend, sentences=SENTENCES, **kw):
+    from fastgnn import Word2Vec
+
+    args = dict(vector_size=4, window=2, negative=2, min_count=1, epochs=3, seed=3, workers=1, sample=0.0,
+                alpha=0.05, backend=backend)
+    args.update(kw)
+    return Word2Vec(sentences, **args)
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_word2vec_one_chunk_equals_cpu_backend(kc, sg):
+    """One chunk is one GPU thread drawing the CPU kernel's stream: the CPU result to rounding."""
+    cpu = _w2v("cpu", sg=sg, dtype=np.float64)
+    gpu = _w2v("cuda", sg=sg, dtype=np.float64)
+    assert gpu.wv.index_to_key == cpu.wv.index_to_key
+    np.testing.assert_array_equal(gpu.wv.counts, cpu.wv.counts)
+    np.testing.assert_allclose(gpu.wv.vectors, cpu.wv.vectors, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu.syn1neg, cpu.syn1neg, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu.epoch_losses, cpu.epoch_losses, rtol=1e-9)
+
+
+@pytest.mark.parametrize("sg", [0, 1])
+def test_word2vec_many_chunks_trains(kc, sg):
+    """One sentence per chunk, chunks over several blocks racing (Hogwild): not bitwise, but the same
+    vocabulary, finite vectors, a falling loss close to the CPU backend's."""
+    two_topics = [["a", "b", "c", "d", "e"], ["v", "w", "x", "y", "z"]] * 8
+    kw = dict(sentences=two_topics, vector_size=8, sg=sg, batch_words=1, epochs=4, alpha=0.5)
+    cpu, gpu = _w2v("cpu", **kw), _w2v("cuda", **kw)
+    assert gpu.wv.index_to_key == cpu.wv.index_to_key
+    assert gpu.wv.vectors.dtype == np.float32 and np.isfinite(gpu.wv.vectors).all()
+    assert np.isfinite(gpu.syn1neg).all() and np.abs(gpu.syn1neg).max() > 0
+    losses = gpu.epoch_losses
+    assert len(losses) == 4 and losses[-1] < 0.85 * losses[0]
+    np.testing.assert_allclose(losses[0], cpu.epoch_losses[0], rtol=0.02)  # little has moved yet
+    np.testing.assert_allclose(losses[-1], cpu.epoch_losses[-1], rtol=0.2)
+    # the two topics separate on both backends
+    for m in (cpu, gpu):
+        assert m.wv.similarity("a", "b") > m.wv.similarity("a", "y")
+
+
+def test_tables_stay_on_the_device_until_read(kc):
+    from fastgnn import Word2Vec
+
+    m = Word2Vec(vector_size=4, window=2, negative=2, min_count=1, seed=1, workers=1, backend="cuda")
+    m.build_vocab(SENTENCES)
+    host = m.wv.vectors  # the array users hold: updated in place on every copy back
+    before = host.copy()
+    m.train(SENTENCES, epochs=1)
+    dev = m._device
+    assert dev is not None and m._host_stale
+    np.testing.assert_array_equal(host, before)  # nothing copied back yet
+    m.train(SENTENCES, epochs=1)
+    assert m._device is dev  # the same device tables, not uploaded again
+    vec = m.wv["cat"]  # reading syncs, into the same array
+    assert not m._host_stale and m.wv.vectors is host
+    assert not np.array_equal(host, before) and np.isfinite(host).all()
+    np.testing.assert_array_equal(vec, host[m.wv.key_to_index["cat"]])
+    # training continues on the CPU from the device's tables
+    m.backend = "cpu"
+    m.train(SENTENCES, epochs=1)
+    assert m._device is None and m.epochs_trained == 3
+
+
+def test_vocabulary_update_and_save_after_device_training(kc, tmp_path):
+    from fastgnn import Word2Vec
+
+    m = _w2v("cuda")
+    assert m._host_stale
+    trained = m._device[0].copy_to_host()  # the device's tables: a vocabulary update must copy them back first
+    m.build_vocab([["zebra", "zebra", "cat"]], update=True)
+    assert m._device is None and len(m.wv) == len(trained) + 1
+    np.testing.assert_array_equal(m.wv.vectors[: len(trained)], trained)
+    m.train(SENTENCES + [["zebra", "cat"]], epochs=1)
+    assert m._host_stale
+    path = tmp_path / "m.npz"
+    m.save(path)
+    loaded = Word2Vec.load(path, backend="cuda")
+    np.testing.assert_array_equal(loaded.wv.vectors, m.wv.vectors)
+    assert loaded.backend == "cuda"
+
+
+def _community_accuracy(emb, labels):
+    from fastgnn.evaluate import node_classification
+
+    return node_classification(emb, labels, seed=0)["accuracy"]
+
+
+@pytest.mark.parametrize("cls", ["DeepWalk", "Node2Vec"])
+def test_graph_embeddings_cuda_match_cpu_quality(kc, cls):
+    pytest.importorskip("sklearn")
+    import fastgnn
+    from fastgnn.datasets import planted_partition
+
+    ds = planted_partition(40, 2, 6.0, 0.9, seed=0)
+    extra = dict(p=0.5, q=2.0) if cls == "Node2Vec" else {}
+    # small on purpose: each device-function call costs about a millisecond in the simulator
+    kw = dict(walk_length=10, walks_per_node=2, vector_size=8, window=2, negative=1, epochs=2, alpha=0.2,
+              seed=0, workers=1, batch_words=100, keep_walks=True, **extra)
+    cpu = getattr(fastgnn, cls)(ds.graph, backend="cpu", **kw)
+    gpu = getattr(fastgnn, cls)(ds.graph, backend="cuda", **kw)
+    e_cpu, e_gpu = cpu.fit(), gpu.fit()
+    np.testing.assert_array_equal(gpu.walks, cpu.walks)  # same walks on both backends
+    assert isinstance(e_gpu, np.ndarray) and e_gpu.shape == (40, 8) and np.isfinite(e_gpu).all()
+    assert gpu.model._host_stale is False  # fit copied the tables back once
+    assert gpu.model.epoch_losses[-1] < gpu.model.epoch_losses[0]
+    acc_cpu, acc_gpu = _community_accuracy(e_cpu, ds.labels), _community_accuracy(e_gpu, ds.labels)
+    assert acc_gpu >= 0.8 and abs(acc_gpu - acc_cpu) <= 0.15, (acc_cpu, acc_gpu)
+
+
+def test_workspace_that_does_not_fit_is_rejected(kc, rng):
+    from numba import cuda
+
+    corpus, offsets, chunks, keep, prob, alias, syn0, syn1 = _setup(rng, 6, 3, 4, 5, 0.0, 3, np.float32)
+    nch = chunks.size - 1
+    small = kc.workspace(corpus.size, nch, 2, 2, np.float32)  # dim 2, tables have 3
+    loss, words = cuda.to_device(np.zeros(nch)), cuda.to_device(np.zeros(nch, np.int64))
+    with pytest.raises(ValueError, match="workspace"):
+        kc.train_sg(corpus, offsets, chunks, keep, prob, alias, syn0, syn1, 2, True, 2, False, 0.05, 0.01,
+                    int(offsets[-1]), 0.0, 0.0, 1, 0, True, loss, words, workspace=small)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .fastexp import exp_row as _fast_exp_row
 from .prefetch import prefetch_row as _prefetch_row
 from .rng import uniform
 
@@ -691,9 +692,45 @@ def normalize_rows(X, out, norms):
             out[i, t] = X[i, t] * inv
 
 
-_LOG2E = np.float32(1.4426950408889634)
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
+@njit(inline="always", fastmath=_FM)
+def _exp_row_sum(S, i, inv_tau, shift, fast_exp, bits, col_sums, with_cols):
+    """S[i, j] <- exp(S[i, j] inv_tau - shift) (``fast_exp``: the vectorised float32 exp, ``bits`` its scratch);
+    returns the row's sum (float64) and, ``with_cols``, adds the row into ``col_sums``."""
+    tot = 0.0
+    if fast_exp:
+        _fast_exp_row(S, i, inv_tau, shift, bits)
+        scale2 = bits.view(np.float32)
+        for j in range(S.shape[1]):
+            e = S[i, j] * scale2[j]
+            S[i, j] = e
+            tot += e
+            if with_cols:
+                col_sums[j] += e
+    else:
+        for j in range(S.shape[1]):
+            e = math.exp(S[i, j] * inv_tau - shift)
+            S[i, j] = e
+            tot += e
+            if with_cols:
+                col_sums[j] += e
+    return tot
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def inbatch_exp_shifted(S, inv_tau, shift, fast_exp, row_tot, row_zdiag, col_parts):
+    """Symmetric in-batch pass with one fixed shift (cosine logits z = S inv_tau never exceed inv_tau, so no
+    row maxima are needed): S <- e = exp(z - shift), row_tot[i] = sum_j e_ij, row_zdiag[i] = z_ii and
+    ``col_parts[part, j]`` = sum of e_ij over a fixed block of rows (the caller adds the blocks, so the
+    column sums do not depend on the thread count). ``fast_exp`` as in :func:`inbatch_softmax_rows`."""
+    B = S.shape[0]
+    nparts = col_parts.shape[0]
+    per = (B + nparts - 1) // nparts
+    for part in prange(nparts):
+        cs = col_parts[part]
+        bits = np.empty(B, np.int32)
+        for i in range(part * per, min(B, (part + 1) * per)):
+            row_zdiag[i] = S[i, i] * inv_tau
+            row_tot[i] = _exp_row_sum(S, i, inv_tau, shift, fast_exp, bits, cs, True)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -716,7 +753,6 @@ def inbatch_softmax_rows(S, inv_tau, row_c, symmetric, fast_exp, row_m, row_tot,
     for part in prange(nparts):
         cm = colmax_parts[part]
         bits = np.empty(B, np.int32)
-        scale2 = bits.view(np.float32)
         for i in range(part * per, min(B, (part + 1) * per)):
             m = -np.inf
             if symmetric:
@@ -728,27 +764,7 @@ def inbatch_softmax_rows(S, inv_tau, row_c, symmetric, fast_exp, row_m, row_tot,
                 for j in range(B):
                     m = max(m, S[i, j] * inv_tau)
             zii = S[i, i] * inv_tau
-            tot = 0.0
-            if fast_exp:
-                it = np.float32(inv_tau)
-                mm = np.float32(m)
-                for j in range(B):
-                    x = max(np.float32(S[i, j]) * it - mm, np.float32(-87.0))
-                    n = np.floor(x * _LOG2E + np.float32(0.5))
-                    f = x - n * _LN2_HI - n * _LN2_LO
-                    S[i, j] = np.float32(1.0) + f * (np.float32(1.0) + f * (np.float32(0.5) + f * (
-                        np.float32(1.0 / 6.0) + f * (np.float32(1.0 / 24.0) + f * (
-                            np.float32(1.0 / 120.0) + f * np.float32(1.0 / 720.0))))))
-                    bits[j] = (np.int32(n) + np.int32(127)) << np.int32(23)
-                for j in range(B):
-                    e = S[i, j] * scale2[j]
-                    S[i, j] = e
-                    tot += e
-            else:
-                for j in range(B):
-                    e = math.exp(S[i, j] * inv_tau - m)
-                    S[i, j] = e
-                    tot += e
+            tot = _exp_row_sum(S, i, inv_tau, m, fast_exp, bits, cm, False)
             row_m[i] = m
             row_tot[i] = tot
             row_loss[i] = m + math.log(tot) - zii

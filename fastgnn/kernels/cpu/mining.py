@@ -19,6 +19,8 @@ WEIGHTED = 2
 MIXED = 3
 
 _TWO53 = 1.0 / 9007199254740992.0
+# similarities per bound check in the top-K scan: a chunk with a hit is then walked one entry at a time
+_SCAN_CHUNK = 64
 
 
 # --------------------------------------------------------------------------------------------- k-hop
@@ -47,10 +49,14 @@ def _bfs(indptr, indices, src, k, min_hops, seen, queue):
         level_end = tail
         if head == level_end:
             break
+        # rows worth prefetching: the rest of this level, and when the nodes found now are expanded later
+        # (d < k) those too, so the first rows of the next level are already on their way
+        ahead = d < k
         while head < level_end:
-            if head + _PF_PTR < level_end:
+            lim = tail if ahead else level_end
+            if head + _PF_PTR < lim:
                 prefetch(indptr, queue[head + _PF_PTR])
-            if head + _PF_ROW < level_end:
+            if head + _PF_ROW < lim:
                 r = indptr[queue[head + _PF_ROW]]
                 prefetch(indices, r)
                 prefetch(indices, r + 16)
@@ -68,6 +74,15 @@ def _bfs(indptr, indices, src, k, min_hops, seen, queue):
     if ring < 0:
         ring = tail
     return ring, tail
+
+
+@njit(inline="always")
+def _prefetch_source(indptr, indices, sources, s, hi):
+    """Ask for the rows of the next sources early: their first row is otherwise a plain cache miss."""
+    if s + 2 < hi:
+        prefetch(indptr, sources[s + 2])
+    if s + 1 < hi:
+        prefetch(indices, indptr[sources[s + 1]])
 
 
 @njit(inline="always")
@@ -99,6 +114,7 @@ def k_hop_first(indptr, indices, sources, k, min_hops, nchunks, counts, scratch,
         stop = pos + cap
         full = False
         for s in range(lo, hi):
+            _prefetch_source(indptr, indices, sources, s, hi)
             b, e = _bfs(indptr, indices, sources[s], k, min_hops, seen, queue)
             counts[s] = e - b
             if not full and pos + (e - b) <= stop:
@@ -130,6 +146,7 @@ def k_hop_rest(indptr, indices, sources, k, min_hops, nchunks, scratch, written,
             seen = np.zeros((n >> 6) + 1, np.uint64)
             queue = np.empty(n, indices.dtype)
             for s in range(mid, hi):
+                _prefetch_source(indptr, indices, sources, s, hi)
                 b, e = _bfs(indptr, indices, sources[s], k, min_hops, seen, queue)
                 o = offsets[s]
                 for t in range(b, e):
@@ -245,6 +262,70 @@ def row_inv_norms(X, out):
             out[i] = np.nan  # a NaN/inf entry, or squares that overflow: the caller checks
 
 
+@njit(inline="always")
+def _threshold(mode, b, h1s, n1, cap1, h2s, n2, cap2):
+    """A score a candidate must exceed to enter any heap of anchor b; -inf where there is no such bound.
+
+    Valid because pool ids only grow along the scan of an anchor: a candidate that merely ties a heap's
+    worst entry has the larger id and loses the tie.
+    """
+    if mode == HARDEST:
+        if n1[b] == cap1:
+            return h1s[b, 0]
+    elif mode == SEMIHARD:
+        # below the positive it competes in heap 1, else in heap 2: it must beat the worse of both roots
+        if n1[b] == cap1 and n2[b] == cap2:
+            return min(h1s[b, 0], h2s[b, 0])
+    return -np.inf
+
+
+@njit(inline="always")
+def _scan_row(S, r, b, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, pool_labels, use_labels,
+              pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2):
+    """Offer pool rows start .. start + S.shape[1] to anchor b, whose raw similarities are row r of ``S``."""
+    m = S.shape[1]
+    end = start + m
+    ne = exclude.shape[1]
+    ptr = excl_ptr[b]
+    while ptr < ne and exclude[b, ptr] < end:
+        e = exclude[b, ptr]
+        if e >= start:
+            S[r, e - start] = np.nan
+        ptr += 1
+    excl_ptr[b] = ptr
+    thr = _threshold(mode, b, h1s, n1, cap1, h2s, n2, cap2)
+    lab = anchor_labels[b] if use_labels else 0
+    for c0 in range(0, m, _SCAN_CHUNK):
+        c1 = min(m, c0 + _SCAN_CHUNK)
+        if thr > -np.inf:
+            # once the heaps are full almost every chunk holds no candidate above the bound: a branch-free
+            # count (it vectorises) rejects it; NaN (excluded) entries never count
+            hits = 0
+            for jj in range(c0, c1):
+                hits += np.float64(S[r, jj]) * inv_norm[start + jj] > thr
+            if hits == 0:
+                continue
+        for jj in range(c0, c1):
+            v = S[r, jj]
+            if v != v:
+                continue
+            j = start + jj
+            if use_mask and not pool_mask[j]:
+                continue
+            if use_labels and pool_labels[j] == lab:
+                continue
+            sim = np.float64(v) * inv_norm[j]
+            if not sim > thr:  # the bound only rises while candidates enter
+                continue
+            _offer(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
+            thr = _threshold(mode, b, h1s, n1, cap1, h2s, n2, cap2)
+
+
+@njit(inline="always")
+def _caps(mode, h1s, h2s):
+    return h1s.shape[1], (h2s.shape[1] if mode == SEMIHARD or mode == MIXED else 0)
+
+
 @njit(parallel=True, cache=True)
 def topk_block(S, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, pool_labels, use_labels,
                pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, h2s, h2i, n2):
@@ -255,36 +336,38 @@ def topk_block(S, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, po
     increasing order), so an excluded id costs O(1) in total. Excluded entries are overwritten with NaN
     in ``S`` (a scratch buffer). Each anchor owns its heap rows.
     """
-    nb = S.shape[0]
-    m = S.shape[1]
-    end = start + m
-    cap1 = h1s.shape[1]
-    cap2 = h2s.shape[1] if mode == SEMIHARD or mode == MIXED else 0
-    ne = exclude.shape[1]
-    for b in prange(nb):
-        ptr = excl_ptr[b]
-        while ptr < ne and exclude[b, ptr] < end:
-            e = exclude[b, ptr]
-            if e >= start:
-                S[b, e - start] = np.nan
-            ptr += 1
-        excl_ptr[b] = ptr
-        lab = anchor_labels[b] if use_labels else 0
-        # fast path for the one-heap modes: skip anything not better than the root
-        one_heap = mode == HARDEST
-        for jj in range(m):
-            v = S[b, jj]
-            if v != v:
-                continue
-            j = start + jj
-            if use_mask and not pool_mask[j]:
-                continue
-            if use_labels and pool_labels[j] == lab:
-                continue
-            sim = np.float64(v) * inv_norm[j]
-            if one_heap and n1[b] == cap1 and not sim > h1s[b, 0]:
-                continue
-            _offer(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
+    cap1, cap2 = _caps(mode, h1s, h2s)
+    for b in prange(S.shape[0]):
+        _scan_row(S, b, b, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, pool_labels, use_labels,
+                  pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
+
+
+@njit(parallel=True, cache=True)
+def topk_tiles(unit, pool, start, stop, group, tile, inv_norm, mode, alpha, seed, pos_sim, anchor_labels,
+               pool_labels, use_labels, pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, h2s, h2i, n2):
+    """``topk_block`` fused with the similarity product, for pool rows start .. stop.
+
+    Work item g owns anchors g * group .. (g + 1) * group: for each ``tile`` pool rows in increasing
+    order it computes their similarities with one BLAS call (``np.dot`` into a cache-sized buffer) and
+    scans them while they are still in cache. No [B, block] matrix goes through memory and the BLAS
+    and scan work share the same threads, so the caller must keep BLAS single-threaded during the call.
+    Tile bounds are start + multiples of ``tile``, whatever the thread count.
+    """
+    nb = unit.shape[0]
+    cap1, cap2 = _caps(mode, h1s, h2s)
+    for g in prange((nb + group - 1) // group):
+        a0 = g * group
+        a1 = min(nb, a0 + group)
+        A = unit[a0:a1]
+        S = np.empty((a1 - a0, tile), unit.dtype)
+        for p0 in range(start, stop, tile):
+            p1 = min(stop, p0 + tile)
+            buf = S if p1 - p0 == tile else np.empty((a1 - a0, p1 - p0), unit.dtype)
+            np.dot(A, pool[p0:p1].T, buf)
+            for r in range(a1 - a0):
+                _scan_row(buf, r, a0 + r, p0, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, pool_labels,
+                          use_labels, pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, cap1, h2s, h2i, n2,
+                          cap2)
 
 
 @njit(parallel=True, cache=True)

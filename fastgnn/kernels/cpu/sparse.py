@@ -67,3 +67,14 @@ def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, 
             s = row_scale[i] if mode != 0 else np.float32(1.0)
             for k in range(d):
                 out[i, k] = acc[k] * s
+
+
+@njit(parallel=True, cache=True)
+def add_scaled_rows(out, scale, X):
+    """out[i] += scale[i] * X[i] (the self-loop term of a GCN propagation, in place; no FMA contraction, so
+    it rounds like NumPy's ``out + scale[:, None] * X``)."""
+    n, d = X.shape
+    for i in prange(n):
+        s = scale[i]
+        for k in range(d):
+            out[i, k] += s * X[i, k]

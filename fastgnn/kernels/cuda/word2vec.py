@@ -5,8 +5,8 @@ arrays; host arrays are copied by numba). One GPU thread runs one chunk of sente
 the same ``hash3(seed, (epoch << 32) | chunk, counter)`` stream as the CPU kernel, so a single chunk
 gives the CPU result to rounding; several chunks update the shared tables without locks (Hogwild).
 Scratch space (kept words, gradient, hidden vector, noise words) lives in global buffers indexed by
-the chunk, because per-thread local arrays need compile-time sizes. Pass small ``batch_words``
-chunks (many threads) for a GPU-sized launch.
+the chunk, because per-thread local arrays need compile-time sizes (allocate them once per training
+with :func:`workspace`). Pass small ``batch_words`` chunks (many threads) for a GPU-sized launch.
 """
 import math
 
@@ -197,17 +197,41 @@ def _train_kernel(sg, corpus, offsets, chunks, keep_prob, noise_prob, noise_alia
     words_out[c] = kept
 
 
+def to_device(a):
+    """Host array -> device array (one copy)."""
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def device_empty(shape, dtype):
+    """Uninitialised device array (the kernels write every element of their outputs)."""
+    return cuda.device_array(shape, dtype)
+
+
+def workspace(corpus_size, nchunks, dim, negative, dtype):
+    """Scratch buffers of one training run ``(sent, work, hbuf, negs)``: kept words per corpus position,
+    gradient and hidden vector per chunk, noise words per chunk. Reusable across epochs and launches
+    with the same corpus, chunks, ``dim``, ``negative`` and ``dtype``."""
+    return (cuda.device_array(max(int(corpus_size), 1), np.int32),
+            cuda.device_array((max(int(nchunks), 1), dim), dtype),
+            cuda.device_array((max(int(nchunks), 1), dim), dtype),
+            cuda.device_array((max(int(nchunks), 1), max(int(negative), 1)), np.int64))
+
+
 def _launch(sg, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink, negative,
             shared, cbow_mean, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss, loss_out,
-            words_out, threads_per_block):
+            words_out, threads_per_block, scratch):
     nch = chunks.shape[0] - 1
     if nch <= 0:
         return
     d = syn0.shape[1]
-    sent = cuda.device_array(max(int(corpus.shape[0]), 1), np.int32)
-    work = cuda.device_array((nch, d), syn0.dtype)
-    hbuf = cuda.device_array((nch, d), syn0.dtype)
-    negs = cuda.device_array((nch, max(negative, 1)), np.int64)
+    if scratch is None:
+        scratch = workspace(corpus.shape[0], nch, d, negative, syn0.dtype)
+    sent, work, hbuf, negs = scratch
+    if (work.shape[0] < nch or work.shape[1] != d or negs.shape[1] < negative or sent.shape[0] < corpus.shape[0]
+            or np.dtype(work.dtype) != np.dtype(syn0.dtype)):
+        raise ValueError(f"workspace: buffers of shapes {sent.shape}, {work.shape}, {negs.shape} ({work.dtype}) do "
+                         f"not fit {corpus.shape[0]} words, {nch} chunks, dim {d}, negative {negative} ({syn0.dtype})")
+    threads_per_block = max(1, min(threads_per_block, nch))  # no idle threads when there are few chunks
     blocks = math.ceil(nch / threads_per_block)
     _train_kernel[blocks, threads_per_block](
         sg, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink, negative,
@@ -217,17 +241,21 @@ def _launch(sg, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn
 
 def train_sg(corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink, negative,
              shared, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss, loss_out, words_out,
-             threads_per_block=64):
-    """One skip-gram epoch on the GPU; arguments as the CPU ``train_sg`` (device arrays updated in place)."""
+             threads_per_block=64, workspace=None):
+    """One skip-gram epoch on the GPU; arguments as the CPU ``train_sg`` (device arrays updated in place).
+
+    ``workspace``: buffers from :func:`workspace` (allocated here when omitted)."""
     _launch(True, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink,
             negative, shared, False, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss,
-            loss_out, words_out, threads_per_block)
+            loss_out, words_out, threads_per_block, workspace)
 
 
 def train_cbow(corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink, negative,
                cbow_mean, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss, loss_out,
-               words_out, threads_per_block=64):
-    """One CBOW epoch on the GPU; arguments as the CPU ``train_cbow`` (device arrays updated in place)."""
+               words_out, threads_per_block=64, workspace=None):
+    """One CBOW epoch on the GPU; arguments as the CPU ``train_cbow`` (device arrays updated in place).
+
+    ``workspace``: buffers from :func:`workspace` (allocated here when omitted)."""
     _launch(False, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink,
             negative, False, cbow_mean, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss,
-            loss_out, words_out, threads_per_block)
+            loss_out, words_out, threads_per_block, workspace)
