@@ -7,6 +7,7 @@ zero vector).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -35,6 +36,18 @@ def _check_graph(graph):
     if not isinstance(graph, Graph):
         raise TypeError(f"graph: expected a fastgnn.Graph, got {type(graph).__name__}")
     return graph
+
+
+@contextlib.contextmanager
+def _dynamic_chunks():
+    """prange iterations handed out one at a time (shared machines preempt threads), restored on exit."""
+    import numba
+
+    old = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 def _num_chunks(ns: int) -> int:
@@ -103,8 +116,6 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
         kc = _backend.kernels("mining", "cuda")
         return kc.launch_k_hop(graph.indptr, graph.indices, sources, k, min_hops)
     kern = _backend.kernels("mining", "cpu")
-    import numba
-
     indices = graph.indices
     # int32 row pointers when they fit: half the cache footprint of the rows' random lookups
     indptr = graph.indptr.astype(np.int32) if graph.indptr[-1] <= np.iinfo(np.int32).max else graph.indptr
@@ -120,14 +131,11 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     per_chunk = int(1.5 * sample_counts.mean() * math.ceil(ns / nchunks)) + 1024
     scratch = np.empty(per_chunk * nchunks, indices.dtype)
     written = np.zeros(nchunks, np.int64)
-    old = numba.set_parallel_chunksize(1)  # chunks handed out dynamically: shared machines preempt threads
-    try:
+    with _dynamic_chunks():
         kern.k_hop_first(indptr, indices, sources, k, min_hops, nchunks, counts, scratch, written)
         np.cumsum(counts, out=offsets[1:])
         nodes = np.empty(int(offsets[-1]), indices.dtype)
         kern.k_hop_rest(indptr, indices, sources, k, min_hops, nchunks, scratch, written, offsets, nodes)
-    finally:
-        numba.set_parallel_chunksize(old)
     return offsets, nodes
 
 
@@ -257,6 +265,11 @@ class HardNegativeMiner:
         return (f"HardNegativeMiner(strategy={self.strategy!r}, num_negatives={self.num_negatives}, "
                 f"alpha={self.alpha}, hard_ratio={self.hard_ratio}, seed={self.seed})")
 
+    def _block(self, B, P):
+        """Pool rows per similarity block of the blocked paths: ~16M similarities (64 MiB in float32), so
+        memory stays bounded by ``B * block``."""
+        return min(P, self.block_size or max(256, min(65536, (1 << 24) // max(B, 1))))
+
     def mine(self, anchors, positives, pool, anchor_labels=None, pool_labels=None, exclude=None):
         """Return ``[B, K]`` pool row ids for each anchor, ``-1`` padded.
 
@@ -343,8 +356,7 @@ class HardNegativeMiner:
         heaps = _heaps(B, cap1, cap2)
         args = (mode, self.alpha, np.uint64(seed), pos_sim, a_lab, p_lab, use_labels, pool_mask, use_mask, excl)
         if _backend.resolve(self.backend) == "cuda":
-            # ~16M similarities per block (64 MiB in float32), memory still bounded by B * block
-            block = min(P, self.block_size or max(256, min(65536, (1 << 24) // max(B, 1))))
+            block = self._block(B, P)
             kc = _backend.kernels("mining", "cuda")
             kc.launch_mine(unit, pool, inv_pool, block, args, heaps, out)
             return out
@@ -352,7 +364,7 @@ class HardNegativeMiner:
         limit = None if D == 0 else _single_threaded_blas()
         if limit is None:
             # no control over the BLAS threads: a multi-threaded product per block, then the parallel scan
-            block = min(P, self.block_size or max(256, min(65536, (1 << 24) // max(B, 1))))
+            block = self._block(B, P)
             S = np.empty((B, block), dtype)
             for start in range(0, P, block):
                 stop = min(P, start + block)
@@ -360,19 +372,13 @@ class HardNegativeMiner:
                 np.matmul(unit, pool[start:stop].T, out=buf)
                 kern.topk_block(buf, start, inv_pool, *args[:-1], excl, excl_ptr, *heaps)
         else:
-            import numba
-
             tile = min(P, self.block_size or _TILE)
             group = min(_GROUP, max(16, -(-B // 8)))  # a few work items per span even for small batches
             span = tile * max(1, _SPAN_BYTES // (tile * D * pool.itemsize))
-            old = numba.set_parallel_chunksize(1)  # hand work items out dynamically (shared machines)
-            try:
-                with limit:
-                    for start in range(0, P, span):
-                        kern.topk_tiles(unit, pool, start, min(P, start + span), group, tile, inv_pool, *args[:-1],
-                                        excl, excl_ptr, *heaps)
-            finally:
-                numba.set_parallel_chunksize(old)
+            with _dynamic_chunks(), limit:
+                for start in range(0, P, span):
+                    kern.topk_tiles(unit, pool, start, min(P, start + span), group, tile, inv_pool, *args[:-1],
+                                    excl, excl_ptr, *heaps)
         kern.finalize(mode, *heaps, out)
         return out
 
