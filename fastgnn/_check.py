@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "is_device_array",
     "device_array",
+    "DeviceChecks",
     "float_array",
     "index_array",
     "inplace_array",
@@ -32,19 +33,124 @@ def is_device_array(x) -> bool:
     return hasattr(x, "__cuda_array_interface__") or hasattr(x, "copy_to_host")
 
 
-def device_array(x, name: str, *, ndim: int | None = None, shape=None, dtypes=(np.float32, np.float64)):
+def device_array(x, name: str, *, ndim: int | None = None, shape=None, dtypes=(np.float32, np.float64),
+                 contiguous: bool = False):
     """View a device input as a numba device array without copying (CuPy, PyTorch CUDA tensors, ...).
 
-    Checks rank, shape and dtype; values are not inspected (that would need a copy to the host).
+    Checks rank, shape, dtype and (with ``contiguous``) C-contiguity; values are not inspected here (see
+    :class:`DeviceChecks` for the checks that run on the device).
     """
     from numba import cuda
 
-    arr = x if hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)
+    if hasattr(x, "copy_to_host"):
+        arr = x
+    elif _simulated():
+        arr = _simulated_view(x)
+    else:
+        arr = cuda.as_cuda_array(x)
     if dtypes is not None and np.dtype(arr.dtype) not in [np.dtype(d) for d in dtypes]:
         want = " or ".join(str(np.dtype(d)) for d in dtypes)
         raise TypeError(f"{name}: expected {want}, got {arr.dtype}")
     _check_shape(arr, name, ndim, shape)
+    if contiguous and not arr.is_c_contiguous():
+        raise TypeError(f"{name}: the device array must be C-contiguous (device inputs are never copied)")
     return arr
+
+
+def _simulated() -> bool:
+    from . import backend
+
+    return backend.simulator_enabled()
+
+
+class _HostView:
+    """Exposes a ``__cuda_array_interface__`` as a NumPy ``__array_interface__`` (the simulator's device memory
+    is host memory), keeping the foreign owner alive."""
+
+    def __init__(self, owner, desc):
+        self._owner = owner
+        self.__array_interface__ = {"shape": tuple(desc["shape"]), "typestr": desc["typestr"],
+                                    "data": tuple(desc["data"]), "strides": desc.get("strides"), "version": 3}
+
+
+def _simulated_view(x):
+    """The simulator has no ``cuda.as_cuda_array``: wrap the described memory, without copying, as the
+    simulator's device array type (writes through the view reach the caller's object)."""
+    from numba import cuda
+
+    desc = x.__cuda_array_interface__
+    if desc.get("mask") is not None:
+        raise TypeError("masked arrays are not supported")
+    host = np.asarray(_HostView(x, desc))
+    fake = type(cuda.device_array(1, dtype=np.uint8))
+    return fake(host)
+
+
+class DeviceChecks:
+    """Value checks of device arrays, run as small device scans with one int64 status copy for all of them.
+
+    Queue checks with :meth:`finite` and :meth:`index`, then :meth:`run`: it launches one scan per check,
+    copies the status vector (two int64 per check) to the host and raises the first failure, with the
+    message the host checks give (``negatives: index 7 out of range for table with 7 rows``). The arrays
+    themselves never leave the device.
+    """
+
+    def __init__(self):
+        self._jobs = []
+
+    def __bool__(self):
+        return bool(self._jobs)
+
+    def finite(self, arr, name: str):
+        """No NaN/inf in the float device array ``arr`` (C-contiguous)."""
+        if arr.size:
+            self._jobs.append(("finite", arr, name, None))
+
+    def index(self, arr, name: str, *, upper: int | None = None, allow_pad: bool = False, what: str = ""):
+        """Every value of the integer device array ``arr`` in ``[0, upper)`` (``-1`` too with ``allow_pad``)."""
+        if arr.size:
+            self._jobs.append(("index", arr, name, (upper, allow_pad, what)))
+
+    def run(self):
+        if not self._jobs:
+            return
+        from numba import cuda
+
+        from .kernels.cuda import arrays as kc
+
+        init = np.empty(2 * len(self._jobs), np.int64)
+        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+            if kind == "finite":
+                init[2 * q:2 * q + 2] = kc.MAXKEY
+            else:
+                upper, allow_pad, _ = extra
+                init[2 * q] = -1 if allow_pad else 0
+                init[2 * q + 1] = (kc.MAXKEY if upper is None else upper) - 1
+        status = cuda.to_device(init)
+        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+            flat = arr.reshape(arr.size)
+            if kind == "finite":
+                kc.launch_nonfinite_scan(flat, status, 2 * q)
+            else:
+                kc.launch_range_scan(flat, init[2 * q], init[2 * q + 1] + 1, status, 2 * q)
+        got = status.copy_to_host()
+        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+            lo, hi = int(got[2 * q]), int(got[2 * q + 1])
+            if kind == "finite":
+                if lo != kc.MAXKEY:
+                    value = float(arr.reshape(arr.size)[lo:lo + 1].copy_to_host()[0])
+                    idx = np.unravel_index(lo, arr.shape)
+                    where = idx[0] if len(idx) == 1 else tuple(int(i) for i in idx)
+                    raise ValueError(f"{name}: non-finite value {value!r} at index {where}")
+                continue
+            upper, allow_pad, what = extra
+            if lo < init[2 * q]:
+                pad = " (only -1 is allowed, as padding)" if allow_pad else ""
+                raise ValueError(f"{name}: negative id {lo}{pad}")
+            if hi > init[2 * q + 1]:
+                target = what or f"{upper} items"
+                raise ValueError(f"{name}: index {hi} out of range for {target}")
+        self._jobs = []
 
 
 def _shape_text(shape) -> str:

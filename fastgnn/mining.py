@@ -116,9 +116,10 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
         kc = _backend.kernels("mining", "cuda")
         return kc.launch_k_hop(graph.indptr, graph.indices, sources, k, min_hops)
     kern = _backend.kernels("mining", "cpu")
-    indices = graph.indices
     # int32 row pointers when they fit: half the cache footprint of the rows' random lookups
     indptr = graph.indptr.astype(np.int32) if graph.indptr[-1] <= np.iinfo(np.int32).max else graph.indptr
+    # the kernels read unsigned views (ids are >= 0): no negative-index wrap-around on every access
+    indptr, indices, sources = _unsigned(indptr), _unsigned(graph.indices), _unsigned(sources)
     nchunks = _num_chunks(ns)
     counts = np.empty(ns, np.int64)
     # One BFS per source: rings go to per-chunk scratch regions sized from a sample of the sources
@@ -136,7 +137,12 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
         np.cumsum(counts, out=offsets[1:])
         nodes = np.empty(int(offsets[-1]), indices.dtype)
         kern.k_hop_rest(indptr, indices, sources, k, min_hops, nchunks, scratch, written, offsets, nodes)
-    return offsets, nodes
+    return offsets, nodes.view(graph.indices.dtype)
+
+
+def _unsigned(a):
+    """The same memory as the unsigned integer type of the same width."""
+    return a.view(np.dtype(a.dtype.str.replace("i", "u")))
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -162,9 +168,10 @@ def _inv_norms(X, name, kern):
 
 
 def _heaps(nb, cap1, cap2):
-    return (np.empty((nb, max(cap1, 1)), np.float64), np.empty((nb, max(cap1, 1)), np.int64),
-            np.zeros(nb, np.int64), np.empty((nb, max(cap2, 1)), np.float64),
-            np.empty((nb, max(cap2, 1)), np.int64), np.zeros(nb, np.int64))
+    """Two bounded heaps per anchor; the kernels read each capacity from the width, which may be 0
+    (``"mixed"`` with ``hard_ratio=0`` has no hardest part)."""
+    return (np.empty((nb, cap1), np.float64), np.empty((nb, cap1), np.int64), np.zeros(nb, np.int64),
+            np.empty((nb, cap2), np.float64), np.empty((nb, cap2), np.int64), np.zeros(nb, np.int64))
 
 
 # Fused similarity + selection (kernels/cpu/mining.py: topk_tiles): anchors per work item, pool rows per
@@ -215,7 +222,10 @@ class HardNegativeMiner:
       replacement from the remaining candidates.
 
     The pool is processed in blocks of ``block_size`` rows (one BLAS product per block and a parallel
-    partial top-K into per-anchor heaps), so memory stays ``O(B · (block_size + K))`` for any pool size.
+    partial top-K into per-anchor heaps), so memory never grows with the pool: with ``threadpoolctl``
+    each worker multiplies 256 anchors by a 1024-row tile into a 1 MiB buffer and scans it at once
+    (4,096 x 1,000,000 x 128 float32, K = 64: 16 MiB peak beyond the inputs); without it, one
+    multi-threaded product per block of ``O(B · block_size)`` similarities.
 
     Parameters
     ----------
@@ -229,9 +239,12 @@ class HardNegativeMiner:
     seed : int, optional
         The ``i``-th call to :meth:`mine` of a miner built with seed ``s`` always gives the same
         result (calls draw afresh, so a training loop sees new samples each step); the result does
-        not depend on the thread count or ``block_size``. ``None``: a fresh seed.
+        not depend on the thread count. ``None``: a fresh seed.
     block_size : int, optional
-        Pool rows per block (default: about 16M similarities, i.e. 64 MiB of float32, per block).
+        Pool rows per BLAS product (default: 1024-row tiles with ``threadpoolctl``, else about 16M
+        similarities, 64 MiB of float32, per block). Another size can round a similarity differently
+        in its last bit (BLAS sums other shapes in another order), so two candidates that tie to
+        within that rounding may trade places.
     backend : "cpu" | "cuda" | "auto", optional
 
     Raises

@@ -48,7 +48,25 @@ def _cumulative(graph: Graph, indptr, weights, k):
     return graph._cache[key]
 
 
-def random_walks(graph, walk_length, walks_per_node, p=1.0, q=1.0, seed=None, start_nodes=None, backend=None):
+def _device_csr(graph: Graph, indptr, indices, cum):
+    """Device copies of the walk CSR and cumulative weights, made once per graph (graphs are immutable).
+
+    When the graph's own arrays are already sorted, its :meth:`~fastgnn.Graph.device_arrays` are shared.
+    """
+    key = "walks_device_csr"
+    if key not in graph._cache:
+        from .kernels.cuda.arrays import upload
+
+        if indptr is graph.indptr and indices is graph.indices and graph.num_arcs:
+            dptr, didx, _ = graph.device_arrays()
+        else:
+            dptr, didx = upload(indptr), upload(indices)
+        graph._cache[key] = (dptr, didx, upload(cum))
+    return graph._cache[key]
+
+
+def random_walks(graph, walk_length, walks_per_node, p=1.0, q=1.0, seed=None, start_nodes=None, backend=None,
+                 output=None):
     """Random walks over ``graph``: first-order (``p == q == 1``) or node2vec second-order.
 
     A first-order walk moves from ``v`` to a neighbour ``x`` with probability ``w(v,x) / Σ_y w(v,y)``
@@ -70,12 +88,22 @@ def random_walks(graph, walk_length, walks_per_node, p=1.0, q=1.0, seed=None, st
     seed : int, optional
         Same seed, same walks, at any thread count and on either backend. ``None``: a fresh seed.
     start_nodes : int array [S], optional
-        Start nodes (repeats allowed); default: every node ``0 .. num_nodes - 1``.
+        Start nodes (repeats allowed); default: every node ``0 .. num_nodes - 1``. May be a CUDA device
+        array (numba, or any object exposing ``__cuda_array_interface__``: CuPy, PyTorch CUDA tensors) of
+        int32/int64, C-contiguous: it is used without a copy, its range is checked by a device scan (one int64
+        pair read back), the walks run on CUDA and, by default, stay there.
     backend : "cpu" | "cuda" | "auto", optional
+        Device ``start_nodes`` or ``output="device"`` imply ``"cuda"``; an explicit ``"cpu"`` with them is
+        a ``ValueError``.
+    output : None | "host" | "device"
+        Where the walks are returned: ``"host"`` a numpy array, ``"device"`` a numba device array (CUDA
+        backend; no copy back to the host). ``None``: ``"device"`` when ``start_nodes`` is a device array,
+        else ``"host"``. On CUDA the graph's CSR (and cumulative weights) is copied to the device once and
+        cached on the (immutable) graph.
 
     Returns
     -------
-    walks : int32 array [walks_per_node * S, walk_length], C-contiguous
+    walks : int32 array [walks_per_node * S, walk_length], C-contiguous (a device array for ``output="device"``)
         Walk-major order: row ``r * S + s`` is the ``r``-th walk from ``start_nodes[s]`` (every start
         node's first walk, then every start node's second walk, ...). A walk that reaches a node with
         no out-neighbours (or only zero-weight arcs) stops there; the rest of its row is ``-1``.
@@ -83,9 +111,11 @@ def random_walks(graph, walk_length, walks_per_node, p=1.0, q=1.0, seed=None, st
     Raises
     ------
     TypeError
-        ``graph`` not a Graph, non-integer ``walk_length`` / ``walks_per_node`` / ``start_nodes``.
+        ``graph`` not a Graph, non-integer ``walk_length`` / ``walks_per_node`` / ``start_nodes``, a device
+        ``start_nodes`` that is not int32/int64 or not C-contiguous.
     ValueError
-        ``walk_length < 1``, ``walks_per_node < 1``, ``p`` or ``q`` not > 0, ``start_nodes`` out of range.
+        ``walk_length < 1``, ``walks_per_node < 1``, ``p`` or ``q`` not > 0, ``start_nodes`` out of range,
+        unknown ``output``, device input or output with ``backend="cpu"``.
 
     Examples
     --------
@@ -103,23 +133,45 @@ def random_walks(graph, walk_length, walks_per_node, p=1.0, q=1.0, seed=None, st
     n = graph.num_nodes
     if n >= 2**31 - 1:
         raise ValueError(f"graph: {n} nodes do not fit the int32 walk matrix")
+    device_starts = start_nodes is not None and _check.is_device_array(start_nodes)
+    output = _check.choice(output, "output", (None, "host", "device"))
+    if output is None:
+        output = "device" if device_starts else "host"
+    if device_starts or output == "device":
+        if backend is not None and _backend._validate_name(backend) == "cpu":
+            what = "start_nodes: a CUDA device array" if device_starts else "output: 'device'"
+            raise ValueError(f"{what} needs backend 'cuda' (or None / 'auto'), got 'cpu'")
+        name = _backend.resolve("cuda")
+    else:
+        name = _backend.resolve(backend)
     if start_nodes is None:
         starts = np.arange(n, dtype=np.int32)
+    elif device_starts:
+        starts = _check.device_array(start_nodes, "start_nodes", ndim=1, dtypes=(np.int32, np.int64), contiguous=True)
+        checks = _check.DeviceChecks()
+        checks.index(starts, "start_nodes", upper=n, what=f"a graph with {n} nodes")
+        checks.run()
     else:
         starts = _check.index_array(start_nodes, "start_nodes", upper=n, what=f"a graph with {n} nodes",
                                     dtype=np.int32)
-    name = _backend.resolve(backend)
-    out = np.empty((walks_per_node * starts.size, walk_length), np.int32)
+    shape = (walks_per_node * starts.shape[0], walk_length)
+    if output == "device":
+        from numba import cuda
+
+        out = cuda.device_array(shape, dtype=np.int32)
+    else:
+        out = np.empty(shape, np.int32)
     if out.size == 0:
         return out
     second = not (p == 1.0 and q == 1.0)
-    k = _backend.kernels("walks", "cpu")  # the cumulative weights are built on the CPU either way
+    k = _backend.kernels("walks", "cpu")  # the cumulative weights are built on the CPU either way (once per graph)
     indptr, indices, weights = _sorted_csr(graph)
     weighted = weights is not None
     cum = _cumulative(graph, indptr, weights, k) if weighted else np.zeros(1, np.float64)
     if name == "cuda":
         kc = _backend.kernels("walks", "cuda")
-        kc.launch_random_walks(indptr, indices, cum, weighted, second, 1.0 / p, 1.0 / q, starts, seed, out)
+        dptr, didx, dcum = _device_csr(graph, indptr, indices, cum)
+        kc.launch_random_walks(dptr, didx, dcum, weighted, second, 1.0 / p, 1.0 / q, starts, seed, out)
     else:
         k.random_walks(indptr, indices, cum, weighted, second, 1.0 / p, 1.0 / q, starts, seed, out)
     return out

@@ -165,6 +165,27 @@ def test_miner_matches_reference(rng, strategy, B, P, D, K, block):
     assert got.dtype == np.int64 and got.shape == (B, K)
 
 
+@pytest.mark.parametrize("hard_ratio", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("fused", [True, False])
+def test_mixed_hard_ratio_extremes(rng, monkeypatch, hard_ratio, fused):
+    # 0: no hardest part at all (all K drawn uniformly); 1: all K hardest
+    import fastgnn.mining as mining
+
+    if not fused:
+        monkeypatch.setattr(mining, "_single_threaded_blas", lambda: None)
+    A, Pos, pool = _data(rng, 5, 40, 4)
+    m = HardNegativeMiner("mixed", num_negatives=6, hard_ratio=hard_ratio, seed=2, block_size=7)
+    got = m.mine(A, Pos, pool)
+    want = ref.hard_negatives_ref(A, Pos, pool, "mixed", 6, 1.0, hard_ratio, _call_seed(2, 0))
+    np.testing.assert_array_equal(got, want)
+    hardest = HardNegativeMiner("hardest", num_negatives=6, seed=2).mine(A, Pos, pool)
+    if hard_ratio == 1.0:
+        np.testing.assert_array_equal(got, hardest)
+    elif hard_ratio == 0.0:
+        # uniform draws: the hardest candidate is not forced into the first column
+        assert (got[:, 0] != hardest[:, 0]).any()
+
+
 @pytest.mark.parametrize("strategy", STRATS)
 def test_miner_labels_and_exclude(rng, strategy):
     B, P, D, K = 6, 30, 5, 8
@@ -380,6 +401,18 @@ def test_graph_miner_matches_reference(rng, strategy, hops, min_hops, K):
     m = GraphHardNegativeMiner(hops=hops, num_negatives=K, seed=8, min_hops=min_hops, strategy=strategy)
     got = m.mine(E, g, anchors)
     want = ref.graph_hard_negatives_ref(E, g.indptr, g.indices, anchors, hops, min_hops, strategy, K,
+                                        seed=_call_seed(8, 0))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("hard_ratio", [0.0, 1.0])
+def test_graph_miner_mixed_hard_ratio_extremes(rng, hard_ratio):
+    g = _random_graph(rng, 40, 90)
+    E = rng.normal(size=(40, 6))
+    anchors = rng.integers(0, 40, 9)
+    got = GraphHardNegativeMiner(hops=3, num_negatives=4, seed=8, strategy="mixed", hard_ratio=hard_ratio).mine(
+        E, g, anchors)
+    want = ref.graph_hard_negatives_ref(E, g.indptr, g.indices, anchors, 3, 2, "mixed", 4, hard_ratio=hard_ratio,
                                         seed=_call_seed(8, 0))
     np.testing.assert_array_equal(got, want)
 

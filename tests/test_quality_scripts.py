@@ -45,3 +45,19 @@ def test_probe_selects_on_validation_and_reports_test():
     # pure noise: the same probe is near chance
     acc0, *_ = mod.probe(rng.normal(size=(n, 8)), labels, split)
     assert acc0 < 0.6
+
+
+def test_compare_peers_runs_small_cases():
+    # the head-to-head script on the asv smoke sizes: a ratio line (or SKIP without the peer) per case
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FASTGNN_ASV_SMOKE="1")
+    out = subprocess.run([sys.executable, os.path.join(BENCH, "compare_peers.py"), "khop-2", "miner",
+                          "optim-adam-raise", "--rounds", "2", "--peakmem"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for case in ("khop-2", "miner", "optim-adam-raise"):
+        mine = [ln for ln in lines if ln.startswith(case + ":")]
+        assert mine and ("ratio" in mine[0] or "SKIP" in mine[0]), out.stdout

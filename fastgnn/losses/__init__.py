@@ -9,6 +9,10 @@ Every function validates its inputs, resolves the backend (``"cpu"`` kernels in
   gradient is row-sparse ``(rows, values)`` (sorted distinct rows) unless the caller passes a dense
   buffer ``table_grad=`` that it is added into.
 
+Device inputs (numba device arrays, or any object exposing ``__cuda_array_interface__``: CuPy, PyTorch CUDA
+tensors) run on CUDA end to end (``_device.py``): no copy of the data, value checks by device scans, the
+loss a Python float (or a device array for ``"none"``) and the gradients numba device arrays.
+
 Modules: :mod:`.contrastive` (info_nce, local_contrastive), :mod:`.graph` (spectral, reconstruction,
 laplacian_eigenvalues), :mod:`.multi` (MultiObjectiveLoss, combine_gradients).
 """

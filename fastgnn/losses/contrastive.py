@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import _check
 from ..graph import Graph
-from ._common import REDUCTIONS, kernels, reduce, reduction_weights, reject_device
+from ._common import REDUCTIONS, device_call, kernels, reduce, reduction_weights
 
 __all__ = ["info_nce", "local_contrastive"]
 
@@ -49,6 +49,7 @@ def info_nce(anchors, positives, negatives=None, *, table=None, temperature=0.07
         Dense buffer (``table``'s dtype, C-contiguous) the table gradient is *added* into; without it the
         table gradient is returned row-sparse.
     backend : "cpu" | "cuda" | "auto", optional
+        Device inputs imply ``"cuda"``; an explicit ``"cpu"`` with them is a ``ValueError``.
 
     Returns
     -------
@@ -61,10 +62,23 @@ def info_nce(anchors, positives, negatives=None, *, table=None, temperature=0.07
     Raises
     ------
     TypeError
-        non-numeric arrays, float ids, dtype mismatches, a ``table_grad`` of the wrong dtype or layout.
+        non-numeric arrays, float ids, dtype mismatches, a ``table_grad`` of the wrong dtype or layout (or a
+        host ``table_grad`` with device inputs), non-contiguous device arrays.
     ValueError
         shape mismatches, ids < -1 or >= N, ``temperature <= 0``, non-finite inputs, unknown
-        ``similarity`` / ``reduction``, ``table`` without integer negatives, ``symmetric`` with explicit negatives.
+        ``similarity`` / ``reduction``, ``table`` without integer negatives, ``symmetric`` with explicit
+        negatives, device inputs with ``backend="cpu"``.
+
+    Notes
+    -----
+    Device inputs: Any array argument may be a CUDA device array (numba, or any object exposing
+    ``__cuda_array_interface__``: CuPy, PyTorch CUDA tensors). The call then runs on CUDA without copying the data:
+    float arrays must be float32/float64 and ids int32/int64 (no conversion), all C-contiguous; shapes and dtypes
+    are checked from the metadata, NaN/inf in ``anchors``/``positives``/float ``negatives`` and the id range by
+    device scans (one int64 status vector read back). Host arrays passed beside them are validated on the host and
+    uploaded; ``table_grad`` must then be a device array. The loss comes back as a Python float (a device array for
+    ``reduction="none"``) and every gradient as a numba device array; the table gradient's row grouping is a stable
+    sort on the device (two counts are read back to size it).
 
     Examples
     --------
@@ -74,26 +88,22 @@ def info_nce(anchors, positives, negatives=None, *, table=None, temperature=0.07
     >>> round(loss, 4), sorted(g)
     (0.3133, ['anchors', 'positives', 'table'])
     """
-    reject_device(anchors=anchors, positives=positives, negatives=negatives, table=table, table_grad=table_grad)
+    if device_call(backend, anchors=anchors, positives=positives, negatives=negatives, table=table,
+                   table_grad=table_grad):
+        tau, cosine, reduction, symmetric = _options(temperature, similarity, reduction, symmetric)
+        _check_structure(negatives, table, table_grad, symmetric)
+        from . import _device
+
+        return _device.info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, reduction, symmetric)
     A = _check.float_array(anchors, "anchors", ndim=2, shape=(None, None), allow_empty=False)
     P = _check.float_array(positives, "positives", ndim=2, shape=A.shape)
     _same_dtype(P, A, "positives", "anchors")
-    tau = _check.real(temperature, "temperature", minimum=0.0, strict_min=True)
-    cosine = _check.choice(similarity, "similarity", SIMILARITIES) == "cosine"
-    reduction = _check.choice(reduction, "reduction", REDUCTIONS)
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"symmetric: expected a bool, got {type(symmetric).__name__}")
+    tau, cosine, reduction, symmetric = _options(temperature, similarity, reduction, symmetric)
     B, D = A.shape
     weight = reduction_weights(reduction, B)
-
+    _check_structure(negatives, table, table_grad, symmetric)
     if negatives is None:
-        if table is not None:
-            raise ValueError("table: only used with integer negatives (negatives is None)")
-        if table_grad is not None:
-            raise ValueError("table_grad: only used with integer negatives (negatives is None)")
-        return _inbatch(A, P, tau, cosine, reduction, bool(symmetric), weight, backend)
-    if symmetric:
-        raise ValueError("symmetric: only defined for in-batch negatives (negatives=None)")
+        return _inbatch(A, P, tau, cosine, reduction, symmetric, weight, backend)
 
     neg = np.asarray(negatives)
     if neg.dtype.kind in "iu":
@@ -155,6 +165,38 @@ def info_nce(anchors, positives, negatives=None, *, table=None, temperature=0.07
         k.table_grad_grouped(A, T, rows, starts, major, cu_g, cv_g, values, False)
         grads["table"] = (rows, values)
     return reduce(loss, reduction, A.dtype), grads
+
+
+def host_similar(similar, E):
+    """``similar`` as a contiguous bool array [E] (0/1 integers accepted)."""
+    sim = np.asarray(similar)
+    if sim.dtype != np.bool_:
+        if sim.dtype.kind not in "iu" or (sim.size and not np.isin(sim, (0, 1)).all()):
+            raise TypeError(f"similar: expected booleans (or 0/1), got dtype {sim.dtype}")
+        sim = sim.astype(np.bool_)
+    if sim.shape != (E,):
+        raise ValueError(f"similar: expected shape ({E},) like the pairs, got {sim.shape}")
+    return np.ascontiguousarray(sim)
+
+
+def _options(temperature, similarity, reduction, symmetric):
+    """``(tau, cosine, reduction, symmetric)`` validated."""
+    tau = _check.real(temperature, "temperature", minimum=0.0, strict_min=True)
+    cosine = _check.choice(similarity, "similarity", SIMILARITIES) == "cosine"
+    reduction = _check.choice(reduction, "reduction", REDUCTIONS)
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric: expected a bool, got {type(symmetric).__name__}")
+    return tau, cosine, reduction, bool(symmetric)
+
+
+def _check_structure(negatives, table, table_grad, symmetric):
+    if negatives is None:
+        if table is not None:
+            raise ValueError("table: only used with integer negatives (negatives is None)")
+        if table_grad is not None:
+            raise ValueError("table_grad: only used with integer negatives (negatives is None)")
+    elif symmetric:
+        raise ValueError("symmetric: only defined for in-batch negatives (negatives=None)")
 
 
 def _inbatch(A, P, tau, cosine, reduction, symmetric, weight, backend):
@@ -280,6 +322,7 @@ def local_contrastive(Z, pairs, similar=None, margin=1.0, reduction="mean", *, b
     reduction : "mean" | "sum" | "none"
         ``"none"`` returns per-pair losses [E] (gradients of their sum).
     backend : "cpu" | "cuda" | "auto", optional
+        Device inputs imply ``"cuda"``; an explicit ``"cpu"`` with them is a ``ValueError``.
 
     Returns
     -------
@@ -290,9 +333,19 @@ def local_contrastive(Z, pairs, similar=None, margin=1.0, reduction="mean", *, b
     Raises
     ------
     TypeError
-        non-integer pairs, non-boolean ``similar``, wrong ``Z`` dtype.
+        non-integer pairs, non-boolean ``similar``, wrong ``Z`` dtype, non-contiguous device arrays.
     ValueError
-        shapes, ids out of range, ``margin < 0``, non-finite ``Z``, unknown ``reduction``.
+        shapes, ids out of range, ``margin < 0``, non-finite ``Z``, unknown ``reduction``, device inputs with
+        ``backend="cpu"``.
+
+    Notes
+    -----
+    Device inputs: ``Z``, ``pairs`` and ``similar`` may be CUDA device arrays (numba, or any object exposing
+    ``__cuda_array_interface__``): float32/float64 ``Z``, int32/int64 ``pairs``, bool ``similar`` (no conversion),
+    C-contiguous. The call then runs on CUDA without copying them: shapes and dtypes are checked from the metadata,
+    NaN/inf in ``Z`` and the pair ids' range by device scans; host arrays beside them (and a Graph's edge list,
+    cached on the graph) are uploaded. The per-node incidence lists are built by a stable sort on the device. The
+    loss is a Python float (a device array for ``reduction="none"``), ``grads["Z"]`` a numba device array.
 
     Examples
     --------
@@ -302,7 +355,12 @@ def local_contrastive(Z, pairs, similar=None, margin=1.0, reduction="mean", *, b
     >>> loss, g["Z"].tolist()
     (1.0, [[1.2000000476837158, 1.600000023841858], [-1.2000000476837158, -1.600000023841858]])
     """
-    reject_device(Z=Z, pairs=pairs, similar=similar)
+    if device_call(backend, Z=Z, pairs=None if isinstance(pairs, Graph) else pairs, similar=similar):
+        m = _check.real(margin, "margin", minimum=0.0)
+        reduction = _check.choice(reduction, "reduction", REDUCTIONS)
+        from . import _device
+
+        return _device.local_contrastive(Z, pairs, similar, m, reduction)
     Z = _check.float_array(Z, "Z", ndim=2, shape=(None, None))
     N, D = Z.shape
     m = _check.real(margin, "margin", minimum=0.0)
@@ -326,17 +384,7 @@ def local_contrastive(Z, pairs, similar=None, margin=1.0, reduction="mean", *, b
     else:
         P2 = _check.index_array(pairs, "pairs", upper=N, ndim=2, shape=(None, 2), what=f"Z with {N} rows")
     E = P2.shape[0]
-    if similar is None:
-        sim = np.ones(E, np.bool_)
-    else:
-        sim = np.asarray(similar)
-        if sim.dtype != np.bool_:
-            if sim.dtype.kind not in "iu" or (sim.size and not np.isin(sim, (0, 1)).all()):
-                raise TypeError(f"similar: expected booleans (or 0/1), got dtype {sim.dtype}")
-            sim = sim.astype(np.bool_)
-        if sim.shape != (E,):
-            raise ValueError(f"similar: expected shape ({E},) like the pairs, got {sim.shape}")
-        sim = np.ascontiguousarray(sim)
+    sim = np.ones(E, np.bool_) if similar is None else host_similar(similar, E)
     loss = np.empty(E, np.float64)
     gamma = np.empty(E, np.float64)
     scale = np.full(E, reduction_weights(reduction, E), np.float64)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _check
-from ._common import (REDUCTIONS, check_graph, inv_sqrt_degrees, kernels, reduce, reduction_weights,
-                      reject_device, symmetric_view)
+from ._common import (REDUCTIONS, check_graph, device_call, inv_sqrt_degrees, kernels, reduce, reduction_weights,
+                      symmetric_view)
 
 __all__ = ["spectral", "reconstruction", "laplacian_eigenvalues"]
 
@@ -38,6 +38,7 @@ def spectral(Z, graph, lam=1.0, normalization="none", *, backend=None):
         Finite weight λ.
     normalization : "none" | "sym" | "edge"
     backend : "cpu" | "cuda" | "auto", optional
+        A device ``Z`` implies ``"cuda"``; an explicit ``"cpu"`` with it is a ``ValueError``.
 
     Returns
     -------
@@ -48,7 +49,15 @@ def spectral(Z, graph, lam=1.0, normalization="none", *, backend=None):
     Raises
     ------
     TypeError, ValueError
-        wrong graph type, ``Z`` shape or dtype, non-finite values, unknown ``normalization``.
+        wrong graph type, ``Z`` shape or dtype, non-finite values, unknown ``normalization``, a non-contiguous
+        device ``Z``, a device ``Z`` with ``backend="cpu"``.
+
+    Notes
+    -----
+    Device inputs: ``Z`` may be a CUDA device array (numba, or any object exposing ``__cuda_array_interface__``;
+    float32 or float64, C-contiguous). It is used without a copy (NaN/inf checked by a device scan), the graph's CSR
+    and degree scales are copied to the device once and cached on the graph, the loss comes back as a Python float
+    and ``grads["Z"]`` is a numba device array.
 
     Examples
     --------
@@ -59,7 +68,13 @@ def spectral(Z, graph, lam=1.0, normalization="none", *, backend=None):
     >>> loss, grads["Z"].ravel().tolist()
     (4.0, [-4.0, 4.0])
     """
-    reject_device(Z=Z)
+    if device_call(backend, Z=Z):
+        graph = check_graph(graph)
+        lam = _check.real(lam, "lam")
+        mode = _SPECTRAL_MODES[_check.choice(normalization, "normalization", tuple(_SPECTRAL_MODES))]
+        from . import _device
+
+        return _device.spectral(Z, graph, lam, mode)
     graph = check_graph(graph)
     Z = _embedding(Z, graph)
     lam = _check.real(lam, "lam")
@@ -105,6 +120,7 @@ def reconstruction(Z, graph, num_negatives=5, *, seed=0, reduction="mean", backe
     reduction : "mean" | "sum" | "none"
         Mean over arcs; ``"none"`` returns per-arc losses [num_arcs] in CSR order (gradients of their sum).
     backend : "cpu" | "cuda" | "auto", optional
+        A device ``Z`` implies ``"cuda"``; an explicit ``"cpu"`` with it is a ``ValueError``.
 
     Returns
     -------
@@ -116,7 +132,15 @@ def reconstruction(Z, graph, num_negatives=5, *, seed=0, reduction="mean", backe
     ------
     TypeError, ValueError
         wrong graph type, ``Z`` shape or dtype, non-finite values, ``num_negatives < 0``, negative seed,
-        unknown ``reduction``.
+        unknown ``reduction``, a non-contiguous device ``Z``, a device ``Z`` with ``backend="cpu"``.
+
+    Notes
+    -----
+    Device inputs: ``Z`` may be a CUDA device array (numba, or any object exposing ``__cuda_array_interface__``;
+    float32 or float64, C-contiguous). It is used without a copy (NaN/inf checked by a device scan); the graph's
+    CSR, the negative-sampling table and each arc's source are copied to the device once and cached on the graph;
+    the target-side gradients are grouped by a stable sort on the device (the CPU's summation order). The loss comes
+    back as a Python float (a device array for ``reduction="none"``), ``grads["Z"]`` as a numba device array.
 
     Examples
     --------
@@ -127,7 +151,14 @@ def reconstruction(Z, graph, num_negatives=5, *, seed=0, reduction="mean", backe
     >>> round(loss, 4)  # 2 log 2
     1.3863
     """
-    reject_device(Z=Z)
+    if device_call(backend, Z=Z):
+        graph = check_graph(graph)
+        K = _check.integer(num_negatives, "num_negatives", minimum=0)
+        seed = _check.seed_value(seed)
+        reduction = _check.choice(reduction, "reduction", REDUCTIONS)
+        from . import _device
+
+        return _device.reconstruction(Z, graph, K, seed, reduction)
     graph = check_graph(graph)
     Z = _embedding(Z, graph)
     K = _check.integer(num_negatives, "num_negatives", minimum=0)

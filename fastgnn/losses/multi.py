@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import _check
-from ._common import kernels, reject_device
+from ._common import device_call, kernels
 
 __all__ = ["MultiObjectiveLoss", "combine_gradients"]
 
@@ -102,7 +102,8 @@ class MultiObjectiveLoss:
             if missing or extra:
                 raise ValueError(f"{name}: keys must be {self.names} (missing {missing}, unknown {extra})")
             losses = [losses[n] for n in self.names]
-        return _check.float_array(losses, name, ndim=1, shape=(self.num_tasks,), dtype=np.float64)
+        return _check.float_array(_host_scalars(losses, name), name, ndim=1, shape=(self.num_tasks,),
+                                  dtype=np.float64)
 
     def __call__(self, losses):
         """Combine the task losses.
@@ -112,6 +113,8 @@ class MultiObjectiveLoss:
         Parameters
         ----------
         losses : sequence of float [T] (or a dict by name)
+            The losses the loss functions return are Python floats for device inputs too; a device array of
+            the ``T`` losses is also accepted (its ``T`` values are read back: the weighting is host bookkeeping).
 
         Returns
         -------
@@ -144,7 +147,8 @@ class MultiObjectiveLoss:
         losses : sequence of float [T]
             Current (unweighted) task losses, all > 0.
         grad_norms : sequence of float [T]
-            ``‖∇_W L_i‖`` of the *unweighted* task losses with respect to the shared weights ``W``.
+            ``‖∇_W L_i‖`` of the *unweighted* task losses with respect to the shared weights ``W``. ``losses``
+            and ``grad_norms`` may be device arrays (their ``T`` values are read back).
 
         Returns
         -------
@@ -163,7 +167,8 @@ class MultiObjectiveLoss:
         L = self._losses(losses)
         if L.min() <= 0:
             raise ValueError(f"losses: must be > 0 for GradNorm's training rates, got {L.min()}")
-        gn = _check.float_array(grad_norms, "grad_norms", ndim=1, shape=(self.num_tasks,), dtype=np.float64)
+        gn = _check.float_array(_host_scalars(grad_norms, "grad_norms"), "grad_norms", ndim=1,
+                                shape=(self.num_tasks,), dtype=np.float64)
         if gn.min() < 0:
             raise ValueError(f"grad_norms: must be non-negative, got {gn.min()}")
         if self.initial_losses is None:
@@ -201,6 +206,13 @@ class MultiObjectiveLoss:
         self.lr = _check.real(state["lr"], "lr", minimum=0.0, strict_min=True)
 
 
+def _host_scalars(x, name):
+    """A device vector of per-task scalars is read back (T values: the weighting is host bookkeeping)."""
+    if _check.is_device_array(x):
+        return _check.device_array(x, name, ndim=1).copy_to_host()
+    return x
+
+
 def _is_sparse(g):
     return isinstance(g, tuple) and len(g) == 2
 
@@ -212,26 +224,34 @@ def combine_gradients(grads, weights, *, out=None, backend=None):
     ----------
     grads : sequence of arrays or ``(rows, values)`` pairs
         Dense gradients of one shape and dtype, and/or row-sparse ones (int ``rows`` [R_m], float
-        ``values`` [R_m, D]; rows may repeat and are summed).
+        ``values`` [R_m, D]; rows may repeat and are summed). Any of them may be CUDA device arrays (numba, or
+        any object exposing ``__cuda_array_interface__``: CuPy, PyTorch CUDA tensors; float32/float64 values,
+        int32/int64 rows, C-contiguous): the sum then runs on CUDA without copying them, host arrays given
+        beside them are validated on the host and uploaded, and the result is on the device. Row ranges of
+        device ``rows`` are checked by a device scan; the row-sparse grouping is a stable sort on the device.
     weights : sequence of float
-        One finite weight per gradient (e.g. ``grads["losses"]`` of :class:`MultiObjectiveLoss`).
+        One finite weight per gradient (e.g. ``grads["losses"]`` of :class:`MultiObjectiveLoss`); a device
+        array of them is read back (one float per gradient).
     out : array, optional
-        Dense output buffer (dtype and shape of the dense gradients, C-contiguous); overwritten.
+        Dense output buffer (dtype and shape of the dense gradients, C-contiguous); overwritten. With device
+        gradients it must be a device array.
     backend : "cpu" | "cuda" | "auto", optional
+        Device inputs imply ``"cuda"``; an explicit ``"cpu"`` with them is a ``ValueError``.
 
     Returns
     -------
     array, or ``(rows, values)``
         Dense when any input is dense (sparse inputs are added into their rows), else row-sparse with
-        sorted distinct int64 ``rows``.
+        sorted distinct int64 ``rows``. Numba device arrays when any input is a device array.
 
     Raises
     ------
     TypeError
-        mixed dtypes, non-float values, non-integer rows, a bad ``out``.
+        mixed dtypes, non-float values, non-integer rows, a bad ``out`` (a host ``out`` for device inputs).
     ValueError
         empty ``grads``, count mismatch, shape mismatches, non-finite weights, rows out of range of the
-        dense gradients. (Gradient values are not scanned for NaN/inf: they propagate, as in torch.)
+        dense gradients, device inputs with ``backend="cpu"``. (Gradient values are not scanned for NaN/inf:
+        they propagate, as in torch.)
 
     Examples
     --------
@@ -249,10 +269,22 @@ def combine_gradients(grads, weights, *, out=None, backend=None):
         raise ValueError("grads: must not be empty")
     if isinstance(weights, numbers.Real):
         raise TypeError("weights: expected a sequence with one weight per gradient")
+    if _check.is_device_array(weights):  # one float per gradient: read back (T scalars), used as kernel arguments
+        weights = _check.device_array(weights, "weights", ndim=1).copy_to_host()
     w = _check.float_array(weights, "weights", ndim=1, shape=(len(grads),), dtype=np.float64)
+    arrays = {}
+    for m, g in enumerate(grads):
+        if _is_sparse(g):
+            arrays[f"grads[{m}] rows"], arrays[f"grads[{m}] values"] = g
+        else:
+            arrays[f"grads[{m}]"] = g
+    arrays["out"] = out
+    if device_call(backend, **arrays):
+        from . import _device
+
+        return _device.combine_gradients(grads, w, out, _is_sparse)
     dense, dense_w, sparse, sparse_w = [], [], [], []
     for m, g in enumerate(grads):
-        reject_device(**{f"grads[{m}]": g if not _is_sparse(g) else g[1]})
         if _is_sparse(g):
             sparse.append(g)
             sparse_w.append(w[m])
@@ -261,40 +293,14 @@ def combine_gradients(grads, weights, *, out=None, backend=None):
             # and a non-finite gradient is a training symptom to propagate, not a malformed input
             dense.append(_check.float_array(g, f"grads[{m}]", check_finite=False))
             dense_w.append(w[m])
-    dtype = None
-    for m, g in enumerate(dense):
-        if dtype is None:
-            dtype, shape = g.dtype, g.shape
-        elif g.dtype != dtype:
-            raise TypeError(f"grads: dtypes differ ({dtype} and {g.dtype}); pass one dtype")
-        elif g.shape != shape:
-            raise ValueError(f"grads: shapes differ ({shape} and {g.shape})")
-    srows, svals = [], []
-    width = None
-    for m, (r, v) in enumerate(sparse):
-        v = _check.float_array(v, "grads values", ndim=2, check_finite=False)
-        if dtype is not None and v.dtype != dtype:
-            raise TypeError(f"grads: dtypes differ ({dtype} and {v.dtype}); pass one dtype")
-        dtype = dtype or v.dtype
-        if width is None:
-            width = v.shape[1]
-        elif v.shape[1] != width:
-            raise ValueError(f"grads: row-sparse values have different widths ({width} and {v.shape[1]})")
-        upper = None
-        if dense:
-            if len(shape) != 2 or shape[1] != width:
-                raise ValueError(f"grads: row-sparse values [*, {width}] do not match dense gradients of shape {shape}")
-            upper = shape[0]
-        r = _check.index_array(r, "grads rows", upper=upper, ndim=1, shape=(v.shape[0],), dtype=np.int64,
-                               what=f"dense gradients with {upper} rows")
-        srows.append(r)
-        svals.append(v if v.dtype == dtype else v.astype(dtype))
+    sparse = [(r, _check.float_array(v, "grads values", ndim=2, check_finite=False)) for r, v in sparse]
+    dtype, shape, width, srows, svals = gradient_layout(dense, sparse, lambda r, upper, n: _check.index_array(
+        r, "grads rows", upper=upper, ndim=1, shape=(n,), dtype=np.int64, what=f"dense gradients with {upper} rows"))
     name, k = kernels(backend)
     if dense:
         if out is None:
             out = np.empty(shape, dtype)
         else:
-            reject_device(out=out)
             out = _check.inplace_array(out, "out", dtype=dtype, shape=shape)
         k.weighted_sum(tuple(g.ravel() for g in dense), np.asarray(dense_w), out.reshape(-1))
         if sparse:
@@ -317,3 +323,39 @@ def _sparse_sum(k, srows, svals, sweights, dtype, width):
     out = np.empty((rows.size, width), dtype)
     k.sparse_weighted_sum(vals, entry_w, starts, order, out)
     return rows, out
+
+
+def gradient_layout(dense, sparse, ids):
+    """The checks :func:`combine_gradients` makes of its inputs on either backend.
+
+    Dense gradients share one dtype and shape; row-sparse ``(rows, values)`` share the dtype and a width
+    (the dense gradients' second axis, whose length bounds the rows). ``ids(rows, upper, n)`` validates one
+    rows array. Returns ``(dtype, shape, width, rows list, values list)``.
+    """
+    dtype = shape = None
+    for g in dense:
+        gshape = tuple(g.shape)
+        if dtype is None:
+            dtype, shape = g.dtype, gshape
+        elif g.dtype != dtype:
+            raise TypeError(f"grads: dtypes differ ({dtype} and {g.dtype}); pass one dtype")
+        elif gshape != shape:
+            raise ValueError(f"grads: shapes differ ({shape} and {gshape})")
+    srows, svals = [], []
+    width = None
+    for r, v in sparse:
+        if dtype is not None and v.dtype != dtype:
+            raise TypeError(f"grads: dtypes differ ({dtype} and {v.dtype}); pass one dtype")
+        dtype = dtype or v.dtype
+        if width is None:
+            width = v.shape[1]
+        elif v.shape[1] != width:
+            raise ValueError(f"grads: row-sparse values have different widths ({width} and {v.shape[1]})")
+        upper = None
+        if dense:
+            if len(shape) != 2 or shape[1] != width:
+                raise ValueError(f"grads: row-sparse values [*, {width}] do not match dense gradients of shape {shape}")
+            upper = shape[0]
+        srows.append(ids(r, upper, v.shape[0]))
+        svals.append(v)
+    return dtype, shape, width, srows, svals

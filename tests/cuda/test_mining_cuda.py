@@ -81,3 +81,14 @@ def test_graph_miner(backend, rng, strategy):
     got = m.mine(E, g, anchors)
     want = ref.graph_hard_negatives_ref(E, g.indptr, g.indices, anchors, 3, 2, strategy, 3, seed=_call_seed(2, 0))
     np.testing.assert_array_equal(got, want)
+
+
+def test_mixed_without_hardest_part(backend, rng):
+    # hard_ratio=0: a zero-width hardest heap on the device, all K drawn uniformly
+    B, P, D, K = 4, 11, 3, 3
+    A = rng.normal(size=(B, D))
+    pool = rng.normal(size=(P, D))
+    got = HardNegativeMiner("mixed", num_negatives=K, hard_ratio=0.0, seed=4, block_size=5, backend=backend).mine(
+        A, None, pool)
+    want = ref.hard_negatives_ref(A, None, pool, "mixed", K, 1.0, 0.0, _call_seed(4, 0))
+    np.testing.assert_array_equal(got, want)

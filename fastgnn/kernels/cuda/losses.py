@@ -3,8 +3,11 @@
 Each ``<name>`` here is a host function with the CPU kernel's signature: it copies the numpy arguments to
 the device, launches ``_<name>`` (the ``cuda.jit`` kernel, same argument order, plus scratch arrays where
 the CPU version keeps per-thread buffers) and copies the outputs back into the caller's numpy arrays.
+Device inputs skip those copies: ``fastgnn/losses/_device.py`` launches the ``_<name>`` kernels itself on
+device arrays with :func:`launch1` / :func:`launch2`.
 Every output element is written by one thread, so results do not depend on the launch shape.
-In-batch InfoNCE has its own entry, :func:`info_nce_inbatch`, computing the logits on the fly (no GEMM).
+In-batch InfoNCE has its own entries, :func:`info_nce_inbatch` (host arrays) and
+:func:`info_nce_inbatch_device`, computing the logits on the fly (no GEMM).
 """
 import math
 
@@ -24,12 +27,24 @@ def _dev(x):
     return cuda.to_device(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
 
 
+def launch1(kernel, n, *args):
+    """Launch ``kernel`` on ``n`` threads (blocks of THREADS) over device arrays: no copies."""
+    if n:
+        kernel[(n + THREADS - 1) // THREADS, THREADS](*args)
+
+
+def launch2(kernel, rows, cols, *args):
+    """Launch ``kernel`` on a (cols, rows) grid of TILE blocks over device arrays: no copies."""
+    if rows and cols:
+        kernel[((cols + TILE[0] - 1) // TILE[0], (rows + TILE[1] - 1) // TILE[1]), TILE](*args)
+
+
 def _launch1(kernel, n, args, outputs):
     """Launch ``kernel`` on ``n`` threads over device copies of ``args``; copy ``outputs`` (indices) back."""
     if n == 0:
         return
     dargs = [_dev(a) for a in args]
-    kernel[(n + THREADS - 1) // THREADS, THREADS](*dargs)
+    launch1(kernel, n, *dargs)
     for q in outputs:
         args[q][...] = dargs[q].copy_to_host()
 
@@ -39,8 +54,7 @@ def _launch2(kernel, rows, cols, args, outputs):
     if rows == 0 or cols == 0:
         return
     dargs = [_dev(a) for a in args]
-    grid = ((cols + TILE[0] - 1) // TILE[0], (rows + TILE[1] - 1) // TILE[1])
-    kernel[grid, TILE](*dargs)
+    launch2(kernel, rows, cols, *dargs)
     for q in outputs:
         args[q][...] = dargs[q].copy_to_host()
 
@@ -257,25 +271,40 @@ def _inbatch_grad(A, P, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, c
     G[x, t] = acc
 
 
+def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
+    """In-batch InfoNCE on device arrays: ``(row_loss, col_loss, gA, gP)``, all device arrays.
+
+    ``row_loss`` / ``col_loss`` are float64 [B] (``col_loss`` is zeros unless ``symmetric``); the item loss is
+    ``row_loss`` or, symmetric, ``(row_loss + col_loss) / 2``. ``row_scale`` / ``col_scale``: float64 device [B].
+    """
+    B, D = dA.shape
+    na, np_ = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
+    launch1(_norms, B, dA, na)
+    launch1(_norms, B, dP, np_)
+    row_lse, row_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
+    launch1(_inbatch_lse, B, dA, dP, na, np_, inv_tau, cosine, False, row_lse, row_loss)
+    col_lse, col_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
+    if symmetric:
+        launch1(_inbatch_lse, B, dA, dP, na, np_, inv_tau, cosine, True, col_lse, col_loss)
+    else:
+        from .arrays import fill
+
+        fill(col_lse, 0.0)
+        fill(col_loss, 0.0)
+    gA = cuda.device_array((B, D), dA.dtype)
+    gP = cuda.device_array((B, D), dA.dtype)
+    launch2(_inbatch_grad, B, D, dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric,
+            False, gA)
+    launch2(_inbatch_grad, B, D, dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric,
+            True, gP)
+    return row_loss, col_loss, gA, gP
+
+
 def info_nce_inbatch(A, P, inv_tau, cosine, symmetric, row_scale, col_scale):
     """In-batch InfoNCE on the GPU: ``(per-row losses float64 [B], gA, gP)`` as numpy arrays."""
-    B, D = A.shape
-    dA, dP = cuda.to_device(A), cuda.to_device(P)
-    na, np_ = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
-    blocks = (B + THREADS - 1) // THREADS
-    _norms[blocks, THREADS](dA, na)
-    _norms[blocks, THREADS](dP, np_)
-    row_lse, row_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
-    _inbatch_lse[blocks, THREADS](dA, dP, na, np_, inv_tau, cosine, False, row_lse, row_loss)
-    col_lse, col_loss = cuda.to_device(np.zeros(B)), cuda.to_device(np.zeros(B))
-    if symmetric:
-        _inbatch_lse[blocks, THREADS](dA, dP, na, np_, inv_tau, cosine, True, col_lse, col_loss)
-    drs, dcs = cuda.to_device(row_scale), cuda.to_device(col_scale)
-    grid = ((D + TILE[0] - 1) // TILE[0], (B + TILE[1] - 1) // TILE[1])
-    gA = cuda.device_array((B, D), A.dtype)
-    gP = cuda.device_array((B, D), A.dtype)
-    _inbatch_grad[grid, TILE](dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, drs, dcs, symmetric, False, gA)
-    _inbatch_grad[grid, TILE](dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, drs, dcs, symmetric, True, gP)
+    row_loss, col_loss, gA, gP = info_nce_inbatch_device(cuda.to_device(A), cuda.to_device(P), inv_tau, cosine,
+                                                         symmetric, cuda.to_device(row_scale),
+                                                         cuda.to_device(col_scale))
     loss = row_loss.copy_to_host()
     if symmetric:
         loss = 0.5 * (loss + col_loss.copy_to_host())
@@ -469,3 +498,69 @@ def _sparse_weighted_sum(values, entry_weight, starts, order, out):
 
 def sparse_weighted_sum(values, entry_weight, starts, order, out):
     _launch2(_sparse_weighted_sum, starts.size - 1, values.shape[1], [values, entry_weight, starts, order, out], (4,))
+
+
+@cuda.jit
+def _weighted_sum4(g0, g1, g2, g3, w0, w1, w2, w3, accumulate, out):
+    """Device twin of the CPU ``weighted_sum4``: out (+)= w0 g0 + w1 g1 + w2 g2 + w3 g3 over flat arrays."""
+    x = cuda.grid(1)
+    if x >= out.shape[0]:
+        return
+    acc = (w0 * g0[x] + w1 * g1[x]) + (w2 * g2[x] + w3 * g3[x])
+    if accumulate:
+        out[x] += acc
+    else:
+        out[x] = acc
+
+
+def weighted_sum_device(grads, weights, out):
+    """``out = Σ_m weights[m] grads[m]`` over flat device arrays (``weights`` host floats, passed as kernel
+    arguments: no upload), four per pass; unused slots repeat ``grads[0]`` with weight 0."""
+    for start in range(0, len(grads), 4):
+        chunk = list(grads[start:start + 4])
+        w = [0.0] * 4
+        w[:len(chunk)] = [float(x) for x in weights[start:start + 4]]
+        chunk += [chunk[0]] * (4 - len(chunk))
+        launch1(_weighted_sum4, out.shape[0], *chunk, *w, start > 0, out)
+
+
+@cuda.jit
+def _add_rows(out, rows, values):
+    """out[rows[r]] += values[r] (rows distinct: each thread owns one element)."""
+    t, r = cuda.grid(2)
+    if r >= rows.shape[0] or t >= values.shape[1]:
+        return
+    out[rows[r], t] += values[r, t]
+
+
+# --------------------------------------------------------------------------- device-side bookkeeping
+@cuda.jit
+def _reconstruction_keys(indices, negs, num_neg, keys):
+    """The target of every term: keys[p] = indices[p] for the arcs, then the negatives, arc-major."""
+    e = cuda.grid(1)
+    arcs = indices.shape[0]
+    if e >= keys.shape[0]:
+        return
+    if e < arcs:
+        keys[e] = indices[e]
+    else:
+        q = e - arcs
+        keys[e] = negs[q // num_neg, q % num_neg]
+
+
+@cuda.jit
+def _reconstruction_sources(pos, arc_src, num_neg, cpos, cneg, src, coef):
+    """For the terms in grouped order: the source node and the coefficient of each."""
+    i = cuda.grid(1)
+    if i >= src.shape[0]:
+        return
+    e = pos[i]
+    arcs = cpos.shape[0]
+    if e < arcs:
+        src[i] = arc_src[e]
+        coef[i] = cpos[e]
+    else:
+        q = e - arcs
+        p = q // num_neg
+        src[i] = arc_src[p]
+        coef[i] = cneg[p, q % num_neg]

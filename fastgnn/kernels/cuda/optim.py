@@ -10,6 +10,8 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from .arrays import block_tree
+
 _THREADS = 256
 _ROW_TX = 32  # threads over a row's columns
 _ROW_TY = 8  # distinct rows per block
@@ -95,12 +97,7 @@ def _sumsq_blocks(x, out):
         i += stride
     tmp[t] = acc
     cuda.syncthreads()
-    s = _THREADS // 2
-    while s > 0:
-        if t < s:
-            tmp[t] += tmp[t + s]
-        cuda.syncthreads()
-        s //= 2
+    block_tree(tmp, t, _THREADS)
     if t == 0:
         out[cuda.blockIdx.x] = tmp[0]
 

@@ -123,17 +123,24 @@ def random_walks(indptr, indices, cum, weighted, second_order, inv_p, inv_q, sta
         cur = nxt
 
 
+def _dev(a):
+    if hasattr(a, "copy_to_host") or hasattr(a, "__cuda_array_interface__"):
+        return a
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
 def launch_random_walks(indptr, indices, cum, weighted, second_order, inv_p, inv_q, starts, seed, out,
                         threads=_THREADS):
-    """Copy the inputs to the device, launch one thread per walk and copy the walks back into ``out``."""
+    """Launch one thread per walk. Host inputs are copied to the device, device arrays used as they are;
+    a host ``out`` receives a copy of the walks, a device ``out`` is written in place (no copy back)."""
     nwalks = out.shape[0]
     if nwalks == 0:
         return out
-    d_out = cuda.device_array(out.shape, dtype=np.int32)
+    host_out = isinstance(out, np.ndarray)
+    d_out = cuda.device_array(out.shape, dtype=np.int32) if host_out else out
     blocks = math.ceil(nwalks / threads)
-    random_walks[blocks, threads](cuda.to_device(np.ascontiguousarray(indptr)),
-                                  cuda.to_device(np.ascontiguousarray(indices)),
-                                  cuda.to_device(np.ascontiguousarray(cum)), bool(weighted), bool(second_order),
-                                  float(inv_p), float(inv_q), cuda.to_device(starts), np.uint64(seed), d_out)
-    d_out.copy_to_host(out)
+    random_walks[blocks, threads](_dev(indptr), _dev(indices), _dev(cum), bool(weighted), bool(second_order),
+                                  float(inv_p), float(inv_q), _dev(starts), np.uint64(seed), d_out)
+    if host_out:
+        d_out.copy_to_host(out)
     return out
