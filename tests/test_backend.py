@@ -96,3 +96,28 @@ def test_lazy_public_names():
     assert fastgnn.datasets.planted_partition is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fastgnn.nope
+
+
+def test_auto_resolution_is_memoised_until_refresh(monkeypatch):
+    import importlib.util
+
+    backend.cuda_status(refresh=True)
+    first = backend.resolve("auto")
+    calls = []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: calls.append(name) or real(name, *a))
+    assert backend.resolve("auto") == first and calls == []  # no probing on the hot path
+    backend.cuda_status(refresh=True)
+    assert backend.resolve("auto") == first and "numba_cuda" in calls
+
+
+def test_use_backend_is_per_thread():
+    import threading
+
+    seen = []
+    with backend.use_backend("cpu"):
+        t = threading.Thread(target=lambda: seen.append(backend.get_backend()))
+        t.start()
+        t.join()
+        assert backend.get_backend() == "cpu"
+    assert seen == ["auto"]
