@@ -8,6 +8,8 @@ Cases (each names a fastgnn class and its peer in ``benchmarks/``, with the asv 
     miner                               HardNegativeMiner("hardest") vs blocked torch mm + topk (4096 x 1M x 128)
     optim-KIND-CHECK                    one optimizer step on a 16M tensor vs torch fused; KIND: adam, adamw,
                                         amsgrad, sgd_nesterov; CHECK: raise (the default check) or propagate
+    optim-many-CHECK                    Adam over 1,000 tensors of 16k elements vs torch fused
+    optim-rows                          row-sparse Adam (4096 x 65 rows of [1M, 128]) vs torch.optim.SparseAdam
 
 Per round the fastgnn method runs once, then the peer's; prints min / median wall time of each, the ratio
 (peer / fastgnn) of the minima and of the medians, and the load average seen meanwhile. ``--peakmem`` also
@@ -33,6 +35,9 @@ CASES = {
 for _kind in ("adam", "adamw", "amsgrad", "sgd_nesterov"):
     for _check in ("raise", "propagate"):
         CASES[f"optim-{_kind}-{_check}"] = ("optim", "OptimDense", "TorchOptimDense", (_kind, _check), "time_step")
+for _check in ("raise", "propagate"):
+    CASES[f"optim-many-{_check}"] = ("optim", "OptimManyTensors", "TorchOptimManyTensors", (_check,), "time_step")
+CASES["optim-rows"] = ("optim", "OptimSparseRows", "TorchSparseAdamRows", (), "time_step_rows")
 
 PEAK = r'''
 import importlib, sys

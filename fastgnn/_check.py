@@ -15,6 +15,8 @@ __all__ = [
     "is_device_array",
     "device_array",
     "DeviceChecks",
+    "DeviceInputs",
+    "device_call",
     "float_array",
     "index_array",
     "inplace_array",
@@ -101,25 +103,32 @@ class DeviceChecks:
     def __bool__(self):
         return bool(self._jobs)
 
-    def finite(self, arr, name: str):
-        """No NaN/inf in the float device array ``arr`` (C-contiguous)."""
+    def finite(self, arr, name: str, *, raise_error: bool = True):
+        """No NaN/inf in the float device array ``arr`` (C-contiguous).
+
+        With ``raise_error=False`` a failure does not raise: :meth:`run` returns ``name`` among the failed
+        checks instead (for callers that skip rather than fail, e.g. ``nonfinite="skip"``).
+        """
         if arr.size:
-            self._jobs.append(("finite", arr, name, None))
+            self._jobs.append(("finite", arr, name, raise_error))
 
     def index(self, arr, name: str, *, upper: int | None = None, allow_pad: bool = False, what: str = ""):
         """Every value of the integer device array ``arr`` in ``[0, upper)`` (``-1`` too with ``allow_pad``)."""
         if arr.size:
             self._jobs.append(("index", arr, name, (upper, allow_pad, what)))
 
-    def run(self):
+    def run(self) -> list:
+        """Run the queued checks; raise the first failure, else return the names of the failed checks queued
+        with ``raise_error=False`` (empty when all passed)."""
         if not self._jobs:
-            return
+            return []
         from numba import cuda
 
         from .kernels.cuda import arrays as kc
 
-        init = np.empty(2 * len(self._jobs), np.int64)
-        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+        jobs, self._jobs = self._jobs, []
+        init = np.empty(2 * len(jobs), np.int64)
+        for q, (kind, arr, name, extra) in enumerate(jobs):
             if kind == "finite":
                 init[2 * q:2 * q + 2] = kc.MAXKEY
             else:
@@ -127,22 +136,26 @@ class DeviceChecks:
                 init[2 * q] = -1 if allow_pad else 0
                 init[2 * q + 1] = (kc.MAXKEY if upper is None else upper) - 1
         status = cuda.to_device(init)
-        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+        for q, (kind, arr, name, extra) in enumerate(jobs):
             flat = arr.reshape(arr.size)
             if kind == "finite":
                 kc.launch_nonfinite_scan(flat, status, 2 * q)
             else:
                 kc.launch_range_scan(flat, init[2 * q], init[2 * q + 1] + 1, status, 2 * q)
         got = status.copy_to_host()
-        for q, (kind, arr, name, extra) in enumerate(self._jobs):
+        failed = []
+        for q, (kind, arr, name, extra) in enumerate(jobs):
             lo, hi = int(got[2 * q]), int(got[2 * q + 1])
             if kind == "finite":
-                if lo != kc.MAXKEY:
-                    value = float(arr.reshape(arr.size)[lo:lo + 1].copy_to_host()[0])
-                    idx = np.unravel_index(lo, arr.shape)
-                    where = idx[0] if len(idx) == 1 else tuple(int(i) for i in idx)
-                    raise ValueError(f"{name}: non-finite value {value!r} at index {where}")
-                continue
+                if lo == kc.MAXKEY:
+                    continue
+                if not extra:
+                    failed.append(name)
+                    continue
+                value = float(arr.reshape(arr.size)[lo:lo + 1].copy_to_host()[0])
+                idx = np.unravel_index(lo, arr.shape)
+                where = idx[0] if len(idx) == 1 else tuple(int(i) for i in idx)
+                raise ValueError(f"{name}: non-finite value {value!r} at index {where}")
             upper, allow_pad, what = extra
             if lo < init[2 * q]:
                 pad = " (only -1 is allowed, as padding)" if allow_pad else ""
@@ -150,7 +163,72 @@ class DeviceChecks:
             if hi > init[2 * q + 1]:
                 target = what or f"{upper} items"
                 raise ValueError(f"{name}: index {hi} out of range for {target}")
-        self._jobs = []
+        return failed
+
+
+FLOAT_DTYPES = (np.float32, np.float64)
+INT_DTYPES = (np.int32, np.int64)
+
+
+class DeviceInputs:
+    """Turns each argument of a device call into a device array: device ones viewed without copying
+    (:func:`device_array`) and their values queued for :attr:`checks` (run them with ``checks.run()``), host
+    ones validated on the host and uploaded. Only float32/float64 and int32/int64 device arrays are accepted
+    (converting one would be a copy)."""
+
+    def __init__(self):
+        self.checks = DeviceChecks()
+
+    def floats(self, x, name, *, ndim, shape=None, dtype=None, check_finite=True, allow_empty=True):
+        """A float device array; ``dtype`` (optional) is required of a device input and converted to for a
+        host one."""
+        if x is None:
+            raise TypeError(f"{name}: expected an array, got None")
+        if is_device_array(x):
+            d = device_array(x, name, ndim=ndim, shape=shape, dtypes=FLOAT_DTYPES if dtype is None else (dtype,),
+                             contiguous=True)
+            if not allow_empty and d.size == 0:
+                raise ValueError(f"{name}: must not be empty (shape {tuple(d.shape)})")
+            if check_finite:
+                self.checks.finite(d, name)
+            return d
+        h = float_array(x, name, ndim=ndim, shape=shape, dtype=dtype, check_finite=check_finite,
+                        allow_empty=allow_empty)
+        return _upload(h)
+
+    def ids(self, x, name, *, upper, ndim, shape=None, allow_pad=False, what=""):
+        """An int32/int64 device array with values in ``[0, upper)`` (``-1`` too with ``allow_pad``); host ones
+        become int64."""
+        if is_device_array(x):
+            d = device_array(x, name, ndim=ndim, shape=shape, dtypes=INT_DTYPES, contiguous=True)
+            self.checks.index(d, name, upper=upper, allow_pad=allow_pad, what=what)
+            return d
+        h = index_array(x, name, upper=upper, ndim=ndim, shape=shape, allow_pad=allow_pad, dtype=np.int64, what=what)
+        return _upload(h)
+
+
+def _upload(h):
+    from .kernels.cuda.arrays import upload
+
+    return upload(h)
+
+
+def device_call(backend, **arrays) -> bool:
+    """True when any of ``arrays`` is a device array: the call then runs on CUDA with device outputs.
+
+    Device inputs imply the CUDA backend: ``backend=None``, ``"auto"`` or ``"cuda"`` run it there (any
+    :func:`~fastgnn.backend.use_backend` default is for host inputs), an explicit ``"cpu"`` is a ``ValueError``
+    naming the first device argument, and ``"cuda"`` being unusable raises ``BackendUnavailableError``.
+    """
+    names = [name for name, x in arrays.items() if x is not None and is_device_array(x)]
+    if not names:
+        return False
+    from . import backend as _backend
+
+    if backend is not None and _backend._validate_name(backend) == "cpu":
+        raise ValueError(f"{names[0]}: a CUDA device array needs backend 'cuda' (or None / 'auto'), got 'cpu'")
+    _backend.resolve("cuda")
+    return True
 
 
 def _shape_text(shape) -> str:

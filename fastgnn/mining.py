@@ -70,7 +70,7 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     ----------
     graph : Graph
     sources : int array [S]
-        Node ids (repeats allowed).
+        Node ids (repeats allowed); may be a CUDA device array (see Notes).
     k : int >= 1
         Largest distance kept.
     min_hops : int, 0 <= min_hops <= k
@@ -87,9 +87,20 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     Raises
     ------
     TypeError
-        ``graph`` not a Graph; non-integer ``sources``, ``k`` or ``min_hops``.
+        ``graph`` not a Graph; non-integer ``sources``, ``k`` or ``min_hops``; a device ``sources`` that is
+        not int32/int64 or not C-contiguous.
     ValueError
-        ``k < 1``, ``min_hops < 0``, ``min_hops > k``, ``sources`` out of range.
+        ``k < 1``, ``min_hops < 0``, ``min_hops > k``, ``sources`` out of range or not 1-d, a device
+        ``sources`` with ``backend="cpu"``.
+
+    Notes
+    -----
+    ``sources`` may be a numba device array or any object exposing ``__cuda_array_interface__`` (CuPy,
+    PyTorch CUDA tensors), int32/int64 and C-contiguous. It is used without a copy and its range is checked
+    by a device scan; the search runs on CUDA and ``(offsets, nodes)`` come back as device arrays. The
+    graph's CSR is copied to the device once and cached on the (immutable) graph. One int64 (the total ring
+    size, which sizes ``nodes``) is read back besides the range check's status. With host ``sources`` and
+    ``backend="cuda"`` the same device search runs and the result is copied back to the host.
 
     Examples
     --------
@@ -104,6 +115,11 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     if min_hops > k:
         raise ValueError(f"min_hops: must be <= k = {k}, got {min_hops}")
     n = graph.num_nodes
+    if _check.device_call(backend, sources=sources):
+        inp = _check.DeviceInputs()
+        sources = inp.ids(sources, "sources", upper=n, ndim=1, what=f"a graph with {n} nodes")
+        inp.checks.run()
+        return _device().k_hop(graph, sources, k, min_hops)
     sources = _check.index_array(sources, "sources", upper=n, what=f"a graph with {n} nodes",
                                  dtype=graph.indices.dtype)
     k = min(k, max(n, 1))  # no shortest path is longer than n - 1 hops
@@ -113,8 +129,8 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     if ns == 0:
         return offsets, np.zeros(0, graph.indices.dtype)
     if name == "cuda":
-        kc = _backend.kernels("mining", "cuda")
-        return kc.launch_k_hop(graph.indptr, graph.indices, sources, k, min_hops)
+        offsets, nodes = _device().k_hop(graph, _device().arrays().upload(sources), k, min_hops)
+        return offsets.copy_to_host(), nodes.copy_to_host()
     kern = _backend.kernels("mining", "cpu")
     # int32 row pointers when they fit: half the cache footprint of the rows' random lookups
     indptr = graph.indptr.astype(np.int32) if graph.indptr[-1] <= np.iinfo(np.int32).max else graph.indptr
@@ -140,6 +156,13 @@ def k_hop(graph, sources, k, min_hops=2, *, backend=None):
     return offsets, nodes.view(graph.indices.dtype)
 
 
+def _device():
+    """The device paths (:mod:`fastgnn._mining_device`), loaded on first use."""
+    from . import _mining_device
+
+    return _mining_device
+
+
 def _unsigned(a):
     """The same memory as the unsigned integer type of the same width."""
     return a.view(np.dtype(a.dtype.str.replace("i", "u")))
@@ -153,6 +176,38 @@ def _labels(x, name, length):
     if arr.ndim != 1 or arr.size != length:
         raise ValueError(f"{name}: expected {length} labels (shape [{length}]), got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _embedding_rows(E, n):
+    if E.shape[0] != n:
+        raise ValueError(f"embeddings: expected {n} rows (graph.num_nodes), got {E.shape[0]}")
+    return E
+
+
+def _pool_and_anchors(floats, pool, anchors, K):
+    """``(pool, anchors)`` validated by ``floats``: ``_check.float_array`` on the host, ``DeviceInputs.floats`` in
+    a device call (the same keywords); anchors take the pool's dtype."""
+    pool = floats(pool, "pool", ndim=2, check_finite=False)
+    P, D = pool.shape
+    if P == 0:
+        raise ValueError("pool: must not be empty")
+    if K > P:
+        raise ValueError(f"num_negatives: {K} is larger than the pool ({P} rows)")
+    return pool, floats(anchors, "anchors", ndim=2, shape=(None, D), dtype=pool.dtype)
+
+
+def _uses_positives(positives, mode):
+    """Whether positives are read (given, or needed by "semihard": then missing ones raise)."""
+    if positives is None and mode == STRATEGIES["semihard"]:
+        raise ValueError("positives: the 'semihard' strategy needs each anchor's positive [B, D]")
+    return positives is not None
+
+
+def _uses_labels(anchor_labels, pool_labels):
+    if (anchor_labels is None) != (pool_labels is None):
+        missing = "pool_labels" if pool_labels is None else "anchor_labels"
+        raise ValueError(f"{missing}: anchor_labels and pool_labels must be given together")
+    return anchor_labels is not None
 
 
 def _inv_norms(X, name, kern):
@@ -246,6 +301,7 @@ class HardNegativeMiner:
         in its last bit (BLAS sums other shapes in another order), so two candidates that tie to
         within that rounding may trade places.
     backend : "cpu" | "cuda" | "auto", optional
+        Backend for host inputs; device inputs always run on CUDA (see :meth:`mine`).
 
     Raises
     ------
@@ -303,36 +359,45 @@ class HardNegativeMiner:
         -------
         ids : int64 array [B, K]
             Best first (hardest first; sampling order for random picks); ``-1`` pads rows with fewer
-            than K valid candidates.
+            than K valid candidates. A device array when any input is one.
 
         Raises
         ------
         TypeError
-            non-numeric arrays, non-integer labels or ids.
+            non-numeric arrays, non-integer labels or ids; for device inputs also: a float array that is not
+            float32/float64, ``anchors`` of another dtype than ``pool``, labels or ids that are not
+            int32/int64, an array that is not C-contiguous.
         ValueError
             wrong shapes, ``num_negatives`` larger than the pool, label arrays of the wrong length,
-            only one of the two label arrays, ``exclude`` ids out of range, non-finite values.
+            only one of the two label arrays, ``exclude`` ids out of range, non-finite values, a device
+            input to a miner built with ``backend="cpu"``.
+
+        Notes
+        -----
+        Every array argument may be a numba device array or any object exposing
+        ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors). Then the call runs on CUDA, whatever the
+        default backend, and returns a device array: device inputs are used without a copy (so they are
+        not converted: floats must be float32/float64, ``anchors`` in the pool's dtype, ids and labels
+        int32/int64, all C-contiguous); host arrays given beside them are checked on the host and copied
+        over. Shapes and dtypes are checked from the arrays' metadata; finiteness of ``anchors``,
+        ``positives`` and ``pool`` and the range of ``exclude`` are checked by device scans whose one small
+        int64 status vector is the call's only host round trip. Label values need no check (any integers
+        compare). Norms, unit anchors, the positives' similarities and the sorting of a 2-d ``exclude``
+        run on the device too; a positive's similarity is summed in another order than on the host, so a
+        ``"semihard"`` candidate within one rounding of the positive's similarity may fall on the other
+        side of it.
         """
         mode = STRATEGIES[self.strategy]
         K = self.num_negatives
-        pool = _check.float_array(pool, "pool", ndim=2, check_finite=False)
-        P, D = pool.shape
-        if P == 0:
-            raise ValueError("pool: must not be empty")
-        if K > P:
-            raise ValueError(f"num_negatives: {K} is larger than the pool ({P} rows)")
-        dtype = pool.dtype
-        anchors = _check.float_array(anchors, "anchors", ndim=2, shape=(None, D), dtype=dtype)
-        B = anchors.shape[0]
+        if _check.device_call(self.backend, anchors=anchors, positives=positives, pool=pool,
+                              anchor_labels=anchor_labels, pool_labels=pool_labels, exclude=exclude):
+            return _device().mine(self, anchors, positives, pool, anchor_labels, pool_labels, exclude)
+        pool, anchors = _pool_and_anchors(_check.float_array, pool, anchors, K)
+        (P, D), B, dtype = pool.shape, anchors.shape[0], pool.dtype
         pos_sim = np.zeros(1, np.float64)
-        if positives is not None or mode == STRATEGIES["semihard"]:
-            if positives is None:
-                raise ValueError("positives: the 'semihard' strategy needs each anchor's positive [B, D]")
+        if _uses_positives(positives, mode):
             positives = _check.float_array(positives, "positives", ndim=2, shape=(B, D), dtype=np.float64)
-        if (anchor_labels is None) != (pool_labels is None):
-            missing = "pool_labels" if pool_labels is None else "anchor_labels"
-            raise ValueError(f"{missing}: anchor_labels and pool_labels must be given together")
-        use_labels = anchor_labels is not None
+        use_labels = _uses_labels(anchor_labels, pool_labels)
         if use_labels:
             a_lab = _labels(anchor_labels, "anchor_labels", B)
             p_lab = _labels(pool_labels, "pool_labels", P)
@@ -366,13 +431,13 @@ class HardNegativeMiner:
             inv_posv = _inv_norms(positives, "positives", kern)
             pos_sim = np.einsum("bd,bd->b", unit.astype(np.float64), positives) * inv_posv
         cap1, cap2 = _strategy_caps(mode, K, self.hard_ratio)
-        heaps = _heaps(B, cap1, cap2)
         args = (mode, self.alpha, np.uint64(seed), pos_sim, a_lab, p_lab, use_labels, pool_mask, use_mask, excl)
         if _backend.resolve(self.backend) == "cuda":
-            block = self._block(B, P)
-            kc = _backend.kernels("mining", "cuda")
-            kc.launch_mine(unit, pool, inv_pool, block, args, heaps, out)
+            up = _device().arrays().upload
+            d_args = args[:3] + tuple(up(x) if isinstance(x, np.ndarray) else x for x in args[3:])
+            _device().run_mine(self, up(unit), up(pool), up(inv_pool), d_args).copy_to_host(out)
             return out
+        heaps = _heaps(B, cap1, cap2)
         excl_ptr = np.zeros(B, np.int64)
         limit = None if D == 0 else _single_threaded_blas()
         if limit is None:
@@ -420,7 +485,8 @@ class GraphHardNegativeMiner:
     alpha, hard_ratio : float
         As in :class:`HardNegativeMiner`.
     backend : "cpu" | "cuda" | "auto", optional
-        Backend of the k-hop search and the scoring (host arrays in, host ids out).
+        Backend of the k-hop search and the scoring for host inputs (host ids out); device inputs always
+        run on CUDA (see :meth:`mine`).
 
     Raises
     ------
@@ -462,27 +528,40 @@ class GraphHardNegativeMiner:
         Parameters
         ----------
         embeddings : float array [num_nodes, D]
-            Finite; float32 or float64.
+            Finite; float32 or float64. May be a device array (see Notes).
         graph : Graph
         anchors : int array [B]
-            Node ids.
+            Node ids. May be a device array (see Notes).
 
         Returns
         -------
         ids : int64 array [B, K]
+            A device array when ``embeddings`` or ``anchors`` is one.
 
         Raises
         ------
         TypeError
-            ``graph`` not a Graph, non-integer anchors.
+            ``graph`` not a Graph, non-integer anchors; a device ``embeddings`` that is not float32/float64,
+            device ``anchors`` that are not int32/int64, a device array that is not C-contiguous.
         ValueError
-            ``embeddings`` rows differ from ``graph.num_nodes``, non-finite embeddings, anchors out of range.
+            ``embeddings`` rows differ from ``graph.num_nodes``, non-finite embeddings, anchors out of range,
+            a device input to a miner built with ``backend="cpu"``.
+
+        Notes
+        -----
+        ``embeddings`` and ``anchors`` may be numba device arrays or any objects exposing
+        ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors); the call then runs on CUDA and returns
+        a device array. Device inputs are used without a copy (a host one beside is checked on the host and
+        copied over); shapes and dtypes are checked from metadata, the anchors' range and the embeddings'
+        finiteness by device scans (one small int64 status vector read back). The k-hop rings are built on
+        the device from the graph's CSR, copied there once and cached on the (immutable) graph; their total
+        size (one int64) is the call's second and last host round trip.
         """
         graph = _check_graph(graph)
+        if _check.device_call(self.backend, embeddings=embeddings, anchors=anchors):
+            return _device().graph_mine(self, embeddings, graph, anchors)
         n = graph.num_nodes
-        E = _check.float_array(embeddings, "embeddings", ndim=2, check_finite=False)
-        if E.shape[0] != n:
-            raise ValueError(f"embeddings: expected {n} rows (graph.num_nodes), got {E.shape[0]}")
+        E = _embedding_rows(_check.float_array(embeddings, "embeddings", ndim=2, check_finite=False), n)
         anchors = _check.index_array(anchors, "anchors", upper=n, what=f"a graph with {n} nodes",
                                      dtype=np.int64)
         kern = _backend.kernels("mining", "cpu")
@@ -494,14 +573,14 @@ class GraphHardNegativeMiner:
         out = np.empty((B, K), np.int64)
         if B == 0:
             return out
+        if _backend.resolve(self.backend) == "cuda":
+            up = _device().arrays().upload
+            _device().run_graph_mine(self, graph, up(E), up(inv), up(anchors), seed).copy_to_host(out)
+            return out
         offsets, nodes = k_hop(graph, anchors, self.hops, self.min_hops, backend=self.backend)
         mode = STRATEGIES[self.strategy]
         cap1, cap2 = _strategy_caps(mode, K, self.hard_ratio)
         heaps = _heaps(B, cap1, cap2)
-        if _backend.resolve(self.backend) == "cuda":
-            kc = _backend.kernels("mining", "cuda")
-            kc.launch_graph_mine(E, inv, anchors, offsets, nodes, mode, self.alpha, np.uint64(seed), heaps, out)
-            return out
         kern.ring_topk(E, inv, anchors, offsets, nodes, mode, self.alpha, np.uint64(seed), *heaps)
         kern.finalize(mode, *heaps, out)
         return out

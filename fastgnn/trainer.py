@@ -13,7 +13,8 @@ One epoch is one full-graph step:
    combined gradient is back-propagated to every parameter, then the optimizer steps.
 
 All randomness of epoch ``e`` is drawn from ``(seed, e)``, so a run resumed from a checkpoint continues
-bit-identically on one thread. A non-finite loss raises :class:`TrainingDiverged` naming the epoch, step
+bit-identically on one thread. On the CUDA backend the table model trains on a device-resident table (see the
+``backend`` parameter of :class:`Trainer` and :mod:`fastgnn._trainer_device`). A non-finite loss raises :class:`TrainingDiverged` naming the epoch, step
 and component, after restoring the last good parameters.
 """
 from __future__ import annotations
@@ -192,7 +193,20 @@ class Trainer:
         Anchors per epoch for ``positives="neighbors"`` (default: every node with a neighbour).
     seed : int
     backend : "cpu" | "cuda" | "auto", optional
-        Backend of the loss and mining kernels.
+        Backend of the loss and mining kernels (default: ``use_backend`` / ``FASTGNN_BACKEND``, else "auto").
+        When it resolves to "cuda", ``model="table"`` with ``positives="neighbors"`` trains **device-resident**:
+        the table and Adam's state stay on the GPU for the whole of :meth:`fit`; each objective runs its device
+        path on the table, the weighted gradients are summed and the table stepped there (the MultiObjectiveLoss
+        weighting runs on the host from the scalar losses and, for GradNorm, gradient norms computed on the
+        device). Per epoch only scalars and small index arrays cross: the anchors, positives and negative ids
+        drawn on the host with the CPU path's random calls (so a seed gives the CPU run's indices and, to
+        rounding, its history), and ``local``'s random pairs; the graph's arrays are uploaded once. The host
+        table (``model.weight.data``) is refreshed when it is read — :meth:`embed`, checkpoints, ``eval_fn`` —
+        and when :meth:`fit` returns or raises; inside a callback read :meth:`embed`. The built-in miners get
+        the device table; a user miner object gets a host copy of it, made each epoch for mining only.
+        GNN encoders ("gcn", "sage", "gat", a user module) and ``positives="views"`` train on the host
+        (:mod:`fastgnn.autograd` is host-only): there only the loss and mining kernels run on the GPU, each call
+        copying its inputs to the device and its results back.
     """
 
     def __init__(self, model="gcn", objectives=("infonce",), *, positives="views", dim=128, hidden=256, layers=2,
@@ -269,6 +283,7 @@ class Trainer:
         self.model = None
         self.head = None
         self.optimizer = None
+        self._dev = None  # the device-resident table (see _trainer_device.py), or None
         self.epoch = 0
         self.history = History()
 
@@ -286,8 +301,17 @@ class Trainer:
                                        self.seed, self.dtype)
         if self.positives == "views" and self.projection and "infonce" in self.objectives:
             self.head = _Projection(self.dim, self.dim, self.seed + 101, self.dtype)
-        params = self._parameters()
-        self.optimizer = optim.Adam([p.data for p in params], lr=self.lr, weight_decay=self.weight_decay)
+        self._dev = None
+        if self._device_resident():
+            from ._trainer_device import DeviceTable
+
+            # the table and Adam's state live on the device; the trainer checks gradients itself (one scan)
+            self._dev = DeviceTable(self.model.weight.data)
+            self.optimizer = optim.Adam([self._dev.table], lr=self.lr, weight_decay=self.weight_decay,
+                                        nonfinite="propagate")
+        else:
+            self.optimizer = optim.Adam([p.data for p in self._parameters()], lr=self.lr,
+                                        weight_decay=self.weight_decay)
         self.mol = losses.MultiObjectiveLoss(names=list(self.objectives), mode=self.combine)
         self._mol_opt = None
         if self.combine == "uncertainty":
@@ -298,6 +322,30 @@ class Trainer:
         if self.head is not None:
             ps = ps + self.head.parameters()
         return ps
+
+    def _device_resident(self):
+        """The table model with neighbour positives on the CUDA backend trains on a device-resident table."""
+        if not isinstance(self.model, nn.Embedding) or self.positives != "neighbors" or self.head is not None:
+            return False
+        from . import backend as _backend
+
+        return _backend.resolve(self.backend) == "cuda"
+
+    def _param_arrays(self):
+        """The arrays the optimizer updates: the device table, or the parameters' host arrays."""
+        if self._dev is not None:
+            return [self._dev.table]
+        return [p.data for p in self._parameters()]
+
+    def _sync_host(self):
+        """Refresh the host table from the device table (a no-op on the host path, or when it is current)."""
+        if self._dev is not None:
+            self._dev.pull(self.model.weight.data)
+
+    def _push_host(self):
+        """Upload the host table to the device-resident one (the host table is the newer one)."""
+        if self._dev is not None:
+            self._dev.push(self.model.weight.data)
 
     def _miner(self, k):
         from . import mining
@@ -351,8 +399,6 @@ class Trainer:
             numba.set_num_threads(before)
 
     def _epoch_step(self, graph, X, epoch):
-        from . import losses
-
         s = self._settings(epoch)
         rng = np.random.default_rng([self.seed, epoch])
         for k, m in enumerate(_dropouts(self.model)):
@@ -360,6 +406,10 @@ class Trainer:
         self.model.train()
         for p in self._parameters():
             p.grad = None
+        if self._dev is not None:
+            return self._device_epoch_step(graph, s, rng, epoch)
+        from . import losses
+
         ops, values, gnorms = {}, {}, {}
         Z = None
         if "infonce" in self.objectives and self.positives == "views":
@@ -386,29 +436,11 @@ class Trainer:
             Z = self._forward(graph, X)
         Zd = None if Z is None else np.ascontiguousarray(Z.data)
         for o in need_z:
-            if o == "infonce":
-                loss, dZ = self._neighbour_infonce(graph, Zd, s, rng)
-            elif o == "spectral":
-                loss, g = losses.spectral(Zd, graph, lam=1.0 / max(graph.num_nodes, 1),
-                                          normalization=self.spectral_normalization,
-                                          backend=self.backend)
-                dZ = _only_grad(g)
-            elif o == "local":
-                loss, dZ = self._local(graph, Zd, s, rng)
-            else:
-                loss, g = losses.reconstruction(Zd, graph, num_negatives=s["num_negatives"],
-                                                seed=int(rng.integers(0, 2**62)), backend=self.backend)
-                dZ = _only_grad(g)
-            ops[o] = ag.from_gradients(loss, [Z], [dZ])
-            values[o] = float(loss)
+            values[o], dZ = self._objective(o, graph, Zd, s, rng)
+            ops[o] = ag.from_gradients(values[o], [Z], [dZ])
             if self.combine == "gradnorm":
                 gnorms[o] = float(np.sqrt((np.asarray(dZ, np.float64) ** 2).sum()))
-        for name in self.objectives:
-            if not math.isfinite(values[name]):
-                raise _Diverged(epoch, name, values[name])
-        weighted = {o: s["weights"][o] * values[o] for o in self.objectives}
-        total, mg = self.mol({o: weighted[o] for o in self.objectives})
-        factors = {o: s["weights"][o] * float(f) for o, f in zip(self.objectives, mg["losses"])}
+        total, mg, factors = self._weigh(values, s, epoch)
         combined = None
         for o in self.objectives:
             if factors[o] == 0.0:
@@ -417,18 +449,64 @@ class Trainer:
             combined = term if combined is None else ag.add(combined, term)
         if combined is not None:
             combined.backward()
-        params = self._parameters()
-        grads = [_dense_grad(p) for p in params]
-        for p, gr in zip(params, grads):
-            if not np.isfinite(gr).all():
+        self._step([_dense_grad(p) for p in self._parameters()], epoch)
+        self._after_step(values, gnorms, mg)
+        return s, values, float(total)
+
+    def _device_epoch_step(self, graph, s, rng, epoch):
+        """One epoch on the device-resident table: the objectives' device paths, their weighted gradient summed
+        on the device, one Adam step of the device table. Only scalars and index arrays cross (see
+        :mod:`fastgnn._trainer_device`)."""
+        Z = self._dev.table
+        values, grads, gnorms = {}, {}, {}
+        for o in self.objectives:  # the host path's order: the same RNG calls, so the same indices
+            values[o], grads[o] = self._objective(o, graph, Z, s, rng)
+        if self.combine == "gradnorm":
+            gnorms = dict(zip(self.objectives, self._dev.norms([grads[o] for o in self.objectives])))
+        total, mg, factors = self._weigh(values, s, epoch)
+        self._step([self._dev.combine([grads[o] for o in self.objectives], [factors[o] for o in self.objectives])],
+                   epoch)
+        self._dev.stale = True
+        self._after_step(values, gnorms, mg)
+        return s, values, float(total)
+
+    def _objective(self, o, graph, Zd, s, rng):
+        """``(loss, dL/dZ)`` of objective ``o`` at ``Zd`` (a host array, or the device table: device gradient)."""
+        from . import losses
+
+        if o == "infonce":
+            return self._neighbour_infonce(graph, Zd, s, rng)
+        if o == "local":
+            return self._local(graph, Zd, s, rng)
+        if o == "spectral":
+            loss, g = losses.spectral(Zd, graph, lam=1.0 / max(graph.num_nodes, 1),
+                                      normalization=self.spectral_normalization, backend=self.backend)
+        else:
+            loss, g = losses.reconstruction(Zd, graph, num_negatives=s["num_negatives"],
+                                            seed=int(rng.integers(0, 2**62)), backend=self.backend)
+        return float(loss), _only_grad(g)
+
+    def _weigh(self, values, s, epoch):
+        """``(total, MultiObjectiveLoss grads, factor per objective)`` from the scalar losses (host bookkeeping)."""
+        for name in self.objectives:
+            if not math.isfinite(values[name]):
+                raise _Diverged(epoch, name, values[name])
+        total, mg = self.mol({o: s["weights"][o] * values[o] for o in self.objectives})
+        factors = {o: s["weights"][o] * float(f) for o, f in zip(self.objectives, mg["losses"])}
+        return total, mg, factors
+
+    def _step(self, grads, epoch):
+        for gr in grads:
+            if not _all_finite(gr):
                 raise _Diverged(epoch, "gradient", float("nan"))
         self.optimizer.step(grads)
+
+    def _after_step(self, values, gnorms, mg):
         if self._mol_opt is not None:
             self._mol_opt.step([np.asarray(mg["log_vars"], np.float64)])
         if self.combine == "gradnorm" and min(values.values()) > 0:
             # GradNorm on the gradient norms at the encoder output (the layer every objective shares)
             self.mol.gradnorm_step([values[o] for o in self.objectives], [gnorms[o] for o in self.objectives])
-        return s, values, float(total)
 
     def _anchors(self, graph, rng):
         deg = graph.degrees()
@@ -441,6 +519,7 @@ class Trainer:
         return cand, pos
 
     def _negatives(self, graph, Zd, anchors, s, rng):
+        """Negative ids [B, K] (-1 padding) or None (in-batch); ``Zd`` is a host array or the device table."""
         k = s["num_negatives"]
         if self.miner_spec == "uniform":
             ids = _uniform_negatives(graph, anchors, k, rng)
@@ -450,29 +529,51 @@ class Trainer:
             if miner is None:
                 return None
             miner.seed = int(rng.integers(0, 2**62))
-            from . import mining
-
             parts = []
             if k_hard:
-                if isinstance(miner, mining.GraphHardNegativeMiner):
-                    hard = miner.mine(Zd, graph, anchors)
-                else:
-                    hard = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))
-                parts.append(np.asarray(hard, np.int64)[:, :k_hard])
+                parts.append(self._mine(miner, graph, Zd, anchors)[:, :k_hard])
             if k - k_hard:
                 parts.append(_uniform_negatives(graph, anchors, k - k_hard, rng))
             ids = np.ascontiguousarray(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
         if s["threshold"] is not None and ids.size:
-            ids = _apply_difficulty(Zd, anchors, ids, s["threshold"])
+            if _check.is_device_array(Zd):
+                ids = self._dev.difficulty(anchors, ids, s["threshold"])
+            else:
+                ids = _apply_difficulty(Zd, anchors, ids, s["threshold"])
         return ids
+
+    def _mine(self, miner, graph, Zd, anchors):
+        """The miner's hard negatives of ``anchors`` as host int64 ids.
+
+        With the device table, miners that take host arrays only (user miners) get a host copy of the table,
+        for mining only: the one copy back per epoch such a run makes; the built-in miners run on the device.
+        """
+        from . import mining
+
+        if _check.is_device_array(Zd) and not _mines_on_device(miner):
+            self._sync_host()
+            Zd = self.model.weight.data
+        if isinstance(miner, mining.GraphHardNegativeMiner):
+            hard = miner.mine(Zd, graph, anchors)
+        elif _check.is_device_array(Zd):
+            rows = self._dev.rows(anchors)
+            hard = miner.mine(rows, rows, Zd, exclude=np.column_stack([anchors]))
+        else:
+            hard = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))
+        if _check.is_device_array(hard):
+            hard = hard.copy_to_host()  # B x k_hard ids, joined with the host-drawn uniform ones
+        return np.asarray(hard, np.int64)
 
     def _neighbour_infonce(self, graph, Zd, s, rng):
         from . import losses
 
         anchors, pos = self._anchors(graph, rng)
+        device = _check.is_device_array(Zd)
         if anchors.size == 0:
-            return 0.0, np.zeros_like(Zd)
+            return 0.0, (self._dev.zeros("infonce") if device else np.zeros_like(Zd))
         ids = self._negatives(graph, Zd, anchors, s, rng)
+        if device:
+            return self._dev.neighbour_infonce(anchors, pos, ids, s["temperature"], self.backend)
         dZ = np.zeros_like(Zd)
         if ids is None:
             loss, g = losses.info_nce(Zd[anchors], Zd[pos], None, temperature=s["temperature"], backend=self.backend)
@@ -486,15 +587,22 @@ class Trainer:
     def _local(self, graph, Zd, s, rng):
         from . import losses
 
-        src, dst, _ = graph.edges()
-        m = src.size
-        if m == 0:
-            return 0.0, np.zeros_like(Zd)
-        neg_dst = rng.integers(0, graph.num_nodes, m)
-        pairs = np.concatenate([np.column_stack([src, dst]), np.column_stack([src, neg_dst])]).astype(np.int64)
-        similar = np.concatenate([np.ones(m, bool), np.zeros(m, bool)])
-        keep = pairs[:, 0] != pairs[:, 1]
-        loss, g = losses.local_contrastive(Zd, pairs[keep], similar[keep], margin=self.margin, backend=self.backend)
+        if _check.is_device_array(Zd):
+            got = self._dev.local_pairs(graph, rng)
+            if got is None:
+                return 0.0, self._dev.zeros("local")
+            pairs, similar = got
+        else:
+            src, dst, _ = graph.edges()
+            m = src.size
+            if m == 0:
+                return 0.0, np.zeros_like(Zd)
+            neg_dst = rng.integers(0, graph.num_nodes, m)
+            pairs = np.concatenate([np.column_stack([src, dst]), np.column_stack([src, neg_dst])]).astype(np.int64)
+            similar = np.concatenate([np.ones(m, bool), np.zeros(m, bool)])
+            keep = pairs[:, 0] != pairs[:, 1]
+            pairs, similar = pairs[keep], similar[keep]
+        loss, g = losses.local_contrastive(Zd, pairs, similar, margin=self.margin, backend=self.backend)
         return float(loss), _only_grad(g)
 
     # ------------------------------------------------------------------ public API
@@ -541,6 +649,17 @@ class Trainer:
             self._build(graph.num_nodes, 0 if X is None else X.shape[1])
         if resume is not None:
             self.load_checkpoint(resume)
+        else:
+            self._push_host()  # between fits the host table is the current one (the user may have set it)
+        try:
+            self._fit_epochs(graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
+                             checkpoint_every, progress, verbose)
+        finally:
+            self._sync_host()  # the device table's one copy back per fit (none when nothing changed)
+        return self.history
+
+    def _fit_epochs(self, graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
+                    checkpoint_every, progress, verbose):
         show = sys.stderr.isatty() if progress is None else bool(progress)
         best, best_state, wait = None, None, 0
         last_good = self._snapshot()
@@ -558,11 +677,11 @@ class Trainer:
                 self._restore(last_good)
                 raise TrainingDiverged(f"training diverged at epoch {epoch}, step 0: combined loss is {total}; "
                                        "parameters restored to the last good epoch")
-            if any(not np.isfinite(p.data).all() for p in self._parameters()):
+            if not all(_all_finite(p) for p in self._param_arrays()):
                 self._restore(last_good)
                 raise TrainingDiverged(f"training diverged at epoch {epoch}, step 0: parameters became non-finite "
                                        "after the optimizer step; restored to the last good epoch")
-            last_good = self._snapshot()
+            last_good = self._snapshot(reuse=last_good)
             self.epoch = epoch + 1
             rec = {"epoch": epoch, "loss": total, "losses": values, "weights": s["weights"],
                    "temperature": s["temperature"], "lr": self.optimizer.lr, "stage": s["stage"],
@@ -590,7 +709,7 @@ class Trainer:
                         best, wait = val, 0
                         self.history.best_epoch = epoch
                         if early_stopping.restore_best:
-                            best_state = self._snapshot()
+                            best_state = self._snapshot(reuse=best_state)
                     else:
                         wait += 1
                         if wait >= early_stopping.patience:
@@ -604,13 +723,14 @@ class Trainer:
             print(file=sys.stderr)
         if best_state is not None:
             self._restore(best_state)
-        return self.history
 
     def embed(self, graph=None, features=None) -> np.ndarray:
-        """Embeddings [N, dim] of the trained encoder in eval mode (no dropout, no augmentation)."""
+        """Embeddings [N, dim] of the trained encoder in eval mode (no dropout, no augmentation): a host (NumPy)
+        array, for a device-resident table copied from the device when it changed since the last copy."""
         if self.model is None:
             raise RuntimeError("embed: the trainer has not been fitted")
         if isinstance(self.model, nn.Embedding):
+            self._sync_host()
             return self.model.weight.data.copy()
         if graph is None:
             raise ValueError("graph: needed to embed with a GNN encoder")
@@ -639,10 +759,21 @@ class Trainer:
         return X
 
     # ------------------------------------------------------------------ state
-    def _snapshot(self):
-        return [p.data.copy() for p in self._parameters()]
+    def _snapshot(self, reuse=None):
+        """Copies of the parameters (into ``reuse``, an earlier snapshot, when given); device copies of the
+        device-resident table (no host traffic)."""
+        if self._dev is not None:
+            return [self._dev.snapshot(None if reuse is None else reuse[0])]
+        if reuse is None:
+            return [p.data.copy() for p in self._parameters()]
+        for dst, p in zip(reuse, self._parameters()):
+            np.copyto(dst, p.data)
+        return reuse
 
     def _restore(self, snap):
+        if self._dev is not None:
+            self._dev.restore(snap[0])
+            return
         for p, arr in zip(self._parameters(), snap):
             p.data[...] = arr
 
@@ -657,6 +788,7 @@ class Trainer:
 
         The file is a pickle: load only checkpoints you wrote yourself.
         """
+        self._sync_host()
         state = {"format": _CKPT_FORMAT, "signature": self._signature(), "epoch": self.epoch,
                  "model": self.model.state_dict(), "head": None if self.head is None else self.head.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
@@ -690,9 +822,12 @@ class Trainer:
             raise ValueError(f"resume: checkpoint {path!r} was written by another model or configuration "
                              f"({state['signature']['model']}, objectives {state['signature']['objectives']})")
         self.model.load_state_dict(state["model"])
+        self._push_host()
         if self.head is not None:
             self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self._dev is not None:
+            self.optimizer.nonfinite = "propagate"  # the trainer scans the device gradient itself (see _build)
         self.mol.load_state_dict(state["mol"])
         if self._mol_opt is not None and state["mol_opt"] is not None:
             self._mol_opt.load_state_dict(state["mol_opt"])
@@ -755,6 +890,21 @@ def _only_grad(g):
             raise RuntimeError(f"expected one gradient, got {sorted(g)}")
         return next(iter(g.values()))
     return g
+
+
+def _all_finite(x) -> bool:
+    if _check.is_device_array(x):
+        from ._trainer_device import is_finite
+
+        return is_finite(x)
+    return bool(np.isfinite(x).all())
+
+
+def _mines_on_device(miner) -> bool:
+    """Whether ``miner`` takes device embeddings (the built-in miners); others get a host copy of the table."""
+    from . import mining
+
+    return isinstance(miner, (mining.HardNegativeMiner, mining.GraphHardNegativeMiner))
 
 
 def _dense_grad(p):

@@ -38,20 +38,7 @@ def kernels(backend):
     return name, _backend.kernels("losses", name)
 
 
-def device_call(backend, **arrays) -> bool:
-    """True when any of ``arrays`` is a device array: the call then runs on CUDA with device outputs.
-
-    Device inputs imply the CUDA backend: ``backend=None``, ``"auto"`` or ``"cuda"`` run it there (any
-    :func:`~fastgnn.backend.use_backend` default is for host inputs), an explicit ``"cpu"`` is a ``ValueError``
-    naming the first device argument, and ``"cuda"`` being unusable raises ``BackendUnavailableError``.
-    """
-    names = [name for name, x in arrays.items() if x is not None and _check.is_device_array(x)]
-    if not names:
-        return False
-    if backend is not None and _backend._validate_name(backend) == "cpu":
-        raise ValueError(f"{names[0]}: a CUDA device array needs backend 'cuda' (or None / 'auto'), got 'cpu'")
-    _backend.resolve("cuda")
-    return True
+device_call = _check.device_call  # device inputs imply CUDA (shared with the miners)
 
 
 def check_graph(graph, name="graph") -> Graph:

@@ -3,7 +3,7 @@
 The public functions call these when any array argument is a device array (a numba device array, or anything
 exposing ``__cuda_array_interface__``: CuPy arrays, PyTorch CUDA tensors). The contract:
 
-* **device inputs** are viewed without copying (:func:`fastgnn._check.device_array`). Rank, shape, dtype and
+* **device inputs** are viewed without copying (:class:`fastgnn._check.DeviceInputs`). Rank, shape, dtype and
   C-contiguity are checked on the host from their metadata; value checks (NaN/inf, index ranges) run as small
   device scans (:class:`fastgnn._check.DeviceChecks`) whose only traffic is one int64 status vector. Only float32
   and float64 arrays (no conversion: that would be a copy), int32/int64 ids and bool ``similar`` are accepted.
@@ -28,8 +28,7 @@ from .. import backend as _backend
 from ..graph import Graph
 from ._common import inv_sqrt_degrees, reduction_weights, symmetric_view
 
-_FLOATS = (np.float32, np.float64)
-_INTS = (np.int32, np.int64)
+_FLOATS = _check.FLOAT_DTYPES
 
 
 def _k():
@@ -38,42 +37,6 @@ def _k():
 
 def _a():
     return _backend.kernels("arrays", "cuda")
-
-
-def _empty(shape, dtype):
-    from numba import cuda
-
-    return cuda.device_array(shape, dtype=dtype)
-
-
-class _Inputs:
-    """Turns each argument into a device array: device ones viewed and queued for value checks, host ones
-    validated on the host and uploaded."""
-
-    def __init__(self):
-        self.checks = _check.DeviceChecks()
-
-    def floats(self, x, name, *, ndim, shape=None, check_finite=True, allow_empty=True):
-        if x is None:
-            raise TypeError(f"{name}: expected an array, got None")
-        if _check.is_device_array(x):
-            d = _check.device_array(x, name, ndim=ndim, shape=shape, dtypes=_FLOATS, contiguous=True)
-            if not allow_empty and d.size == 0:
-                raise ValueError(f"{name}: must not be empty (shape {tuple(d.shape)})")
-            if check_finite:
-                self.checks.finite(d, name)
-            return d
-        h = _check.float_array(x, name, ndim=ndim, shape=shape, check_finite=check_finite, allow_empty=allow_empty)
-        return _a().upload(h)
-
-    def ids(self, x, name, *, upper, ndim, shape=None, allow_pad=False, what=""):
-        if _check.is_device_array(x):
-            d = _check.device_array(x, name, ndim=ndim, shape=shape, dtypes=_INTS, contiguous=True)
-            self.checks.index(d, name, upper=upper, allow_pad=allow_pad, what=what)
-            return d
-        h = _check.index_array(x, name, upper=upper, ndim=ndim, shape=shape, allow_pad=allow_pad, dtype=np.int64,
-                               what=what)
-        return _a().upload(h)
 
 
 def _inplace(x, name, dtype, shape):
@@ -96,7 +59,7 @@ def _flat(x):
 
 def _loss_buffer(n, reduction, dtype):
     """Per-item losses: float64 when they are summed, the inputs' dtype when returned (``"none"``)."""
-    return _empty(n, np.float64 if reduction != "none" else dtype)
+    return _a().empty(n, np.float64 if reduction != "none" else dtype)
 
 
 def _reduce(loss, reduction, n, factor=1.0, bad=None, table=None):
@@ -113,7 +76,7 @@ def _reduce(loss, reduction, n, factor=1.0, bad=None, table=None):
         a.launch_range_scan(bad, -1, 0, status, 0)
     out = None
     if reduction != "none" and loss.size:
-        out = _empty(1, np.float64)
+        out = _a().empty(1, np.float64)
         a.sum_into(_flat(loss), out, 0)
     if status is not None:
         row = int(status.copy_to_host()[1])
@@ -127,7 +90,7 @@ def _reduce(loss, reduction, n, factor=1.0, bad=None, table=None):
 
 
 def _zeros2(shape, dtype):
-    out = _empty(shape, dtype)
+    out = _a().empty(shape, dtype)
     if out.size:
         _a().fill(_flat(out), 0)
     return out
@@ -135,7 +98,7 @@ def _zeros2(shape, dtype):
 
 # --------------------------------------------------------------------------- InfoNCE
 def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, reduction, symmetric):
-    inp = _Inputs()
+    inp = _check.DeviceInputs()
     A = inp.floats(anchors, "anchors", ndim=2, shape=(None, None), allow_empty=False)
     P = inp.floats(positives, "positives", ndim=2, shape=tuple(A.shape))
     _same_dtype(P, A, "positives", "anchors")
@@ -186,21 +149,21 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
         T = A
     Kc = ids.shape[1]
     loss = _loss_buffer(B, reduction, A.dtype)
-    gA, gP = _empty((B, D), A.dtype), _empty((B, D), A.dtype)
-    bad = _empty(B, np.int64)
-    cu, cv = _empty((B, Kc), np.float64), _empty((B, Kc), np.float64)
-    scratch = [_empty((B, Kc + 1), np.float64) for _ in range(3)]
+    gA, gP = _a().empty((B, D), A.dtype), _a().empty((B, D), A.dtype)
+    bad = _a().empty(B, np.int64)
+    cu, cv = _a().empty((B, Kc), np.float64), _a().empty((B, Kc), np.float64)
+    scratch = [_a().empty((B, Kc + 1), np.float64) for _ in range(3)]
     k.launch1(k._info_nce_rows, B, A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad,
               *scratch)
     grads = {"anchors": gA, "positives": gP}
     if dense:
-        gN = _empty((B, K, D), A.dtype)
+        gN = _a().empty((B, K, D), A.dtype)
         k.launch2(k._dense_slot_grad, B * K, D, A, N3, cu, cv, gN)
         grads["negatives"] = gN
         return _reduce(loss, reduction, B), grads
     if K == 0:
-        rows, starts, order, major = (_empty(0, np.int64), _empty(1, np.int64), _empty(0, np.int64),
-                                      _empty(0, np.int64))
+        rows, starts, order, major = (_a().empty(0, np.int64), _a().empty(1, np.int64), _a().empty(0, np.int64),
+                                      _a().empty(0, np.int64))
     else:
         rows, starts, order, major = a.group_by_row(_flat(ids), K)
     # coefficients in grouped order: the table pass then streams them
@@ -210,7 +173,7 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
         k.launch2(k._table_grad_grouped, R, D, A, T, rows, starts, major, cu_g, cv_g, table_grad, True)
         grads["table"] = table_grad
     else:
-        values = _empty((R, D), A.dtype)
+        values = _a().empty((R, D), A.dtype)
         k.launch2(k._table_grad_grouped, R, D, A, T, rows, starts, major, cu_g, cv_g, values, False)
         grads["table"] = (rows, values)
     return _reduce(loss, reduction, B, bad=bad, table=T), grads
@@ -244,7 +207,7 @@ def _graph_pairs(graph):
 
 def local_contrastive(Z, pairs, similar, margin, reduction):
     k, a = _k(), _a()
-    inp = _Inputs()
+    inp = _check.DeviceInputs()
     Zd = inp.floats(Z, "Z", ndim=2, shape=(None, None))
     N, D = Zd.shape
     if isinstance(pairs, Graph):
@@ -255,7 +218,7 @@ def local_contrastive(Z, pairs, similar, margin, reduction):
             # all pairs similar: the unweighted graph smoothness, one owner-computes pass over the CSR
             E = pairs.num_edges
             indptr, indices, w = pairs.device_arrays()
-            grad, sq = _empty((N, D), Zd.dtype), _empty((N, D), np.float64)
+            grad, sq = _a().empty((N, D), Zd.dtype), _a().empty((N, D), np.float64)
             k.launch2(k._spectral_rows, N, D, indptr, indices, w, False, 0, a.full(1, 1.0), Zd,
                       reduction_weights(reduction, E), grad, sq)
             return _reduce(sq, reduction, E, factor=0.5), {"Z": grad}
@@ -273,19 +236,19 @@ def local_contrastive(Z, pairs, similar, margin, reduction):
         sim = a.upload(host_similar(similar, E))
     inp.checks.run()
     loss = _loss_buffer(E, reduction, Zd.dtype)
-    gamma = _empty(E, np.float64)
+    gamma = _a().empty(E, np.float64)
     k.launch1(k._contrastive_pairs, E, Zd, P2, sim, margin, a.full(E, reduction_weights(reduction, E)), loss, gamma)
     # incidence lists on the device: endpoints sorted by node (stable), node x's at starts[x]:starts[x+1]
     keys, entries = a.sort_keys(_flat(P2))
     starts = a.key_starts(keys, N)
-    grad = _empty((N, D), Zd.dtype)
+    grad = _a().empty((N, D), Zd.dtype)
     k.launch2(k._contrastive_gather, N, D, Zd, P2, gamma, starts, entries, grad)
     return _reduce(loss, reduction, E), {"Z": grad}
 
 
 # --------------------------------------------------------------------------- spectral, reconstruction
 def _graph_embedding(Z, graph):
-    inp = _Inputs()
+    inp = _check.DeviceInputs()
     Zd = inp.floats(Z, "Z", ndim=2, shape=(None, None))
     if Zd.shape[0] != graph.num_nodes:
         raise ValueError(f"Z: expected {graph.num_nodes} rows (graph.num_nodes), got {Zd.shape[0]}")
@@ -306,7 +269,7 @@ def spectral(Z, graph, lam, mode):
     else:
         dscale = a.full(1, 1.0)
     n, D = Zd.shape
-    grad, sq = _empty((n, D), Zd.dtype), _empty((n, D), np.float64)
+    grad, sq = _a().empty((n, D), Zd.dtype), _a().empty((n, D), np.float64)
     k.launch2(k._spectral_rows, n, D, indptr, indices, w, g.weights is not None, mode, dscale, Zd, lam, grad, sq)
     # each undirected edge is visited from both ends
     return _reduce(sq, "sum", n * D, factor=0.5 * lam), {"Z": grad}
@@ -337,9 +300,9 @@ def reconstruction(Z, graph, K, seed, reduction):
     if arcs == 0:
         return _reduce(loss, reduction, arcs), {"Z": _zeros2((N, D), Zd.dtype)}
     Kc = max(K, 1)  # one unused column when K == 0 keeps the buffers non-empty
-    grad = _empty((N, D), Zd.dtype)
-    negs, cneg = _empty((arcs, Kc), np.int64), _empty((arcs, Kc), np.float64)
-    cpos = _empty(arcs, np.float64)
+    grad = _a().empty((N, D), Zd.dtype)
+    negs, cneg = _a().empty((arcs, Kc), np.int64), _a().empty((arcs, Kc), np.float64)
+    cpos = _a().empty(arcs, np.float64)
     scale = a.full(arcs, reduction_weights(reduction, arcs))
     indptr, indices, _ = graph.device_arrays()
     k.launch1(k._reconstruction_rows, N, indptr, indices, Zd, dcdf, dguide, K, np.uint64(seed), scale, loss, grad,
@@ -347,11 +310,11 @@ def reconstruction(Z, graph, K, seed, reduction):
     # the target-side gradients: z_j gets cpos * z_i, z_n gets cneg * z_i; grouped by target (stable sort on the
     # device, as the CPU groups them), applied by owner
     M = arcs * (1 + K)
-    targets = _empty(M, np.int64)
+    targets = _a().empty(M, np.int64)
     k.launch1(k._reconstruction_keys, M, indices, negs, Kc, targets)
     keys, pos = a.sort_keys(targets)
     starts = a.key_starts(keys, N)
-    src, coef = _empty(M, np.int64), _empty(M, np.float64)
+    src, coef = _a().empty(M, np.int64), _a().empty(M, np.float64)
     k.launch1(k._reconstruction_sources, M, pos, arc_src, Kc, cpos, cneg, src, coef)
     k.launch2(k._scatter_gather, N, D, Zd, src, coef, a.iota(N), starts, grad)
     return _reduce(loss, reduction, arcs), {"Z": grad}
@@ -360,7 +323,7 @@ def reconstruction(Z, graph, K, seed, reduction):
 # --------------------------------------------------------------------------- combining gradients
 def combine_gradients(grads, w, out, is_sparse):
     k, a = _k(), _a()
-    inp = _Inputs()
+    inp = _check.DeviceInputs()
     dense, dense_w, sparse, sparse_w = [], [], [], []
     for m, g in enumerate(grads):
         if is_sparse(g):
@@ -382,7 +345,7 @@ def combine_gradients(grads, w, out, is_sparse):
     dtype, shape, width, srows, svals = gradient_layout(dense, sparse, lambda r, upper, n: inp.ids(
         r, "grads rows", upper=upper, ndim=1, shape=(n,), what=f"dense gradients with {upper} rows"))
     if dense:
-        out = _empty(shape, dtype) if out is None else _inplace(out, "out", dtype, shape)
+        out = _a().empty(shape, dtype) if out is None else _inplace(out, "out", dtype, shape)
     elif out is not None:
         raise ValueError("out: only used when some gradient is dense (row-sparse inputs give a row-sparse result)")
     inp.checks.run()
@@ -399,9 +362,9 @@ def combine_gradients(grads, w, out, is_sparse):
 def _sparse_sum(srows, svals, sweights, dtype, width):
     k, a = _k(), _a()
     total = sum(r.shape[0] for r in srows)
-    keys = _empty(total, np.int64)
-    vals = _empty((total, width), dtype)
-    entry_w = _empty(total, np.float64)
+    keys = _a().empty(total, np.int64)
+    vals = _a().empty((total, width), dtype)
+    entry_w = _a().empty(total, np.float64)
     off = 0
     for r, v, wm in zip(srows, svals, sweights):
         n = r.shape[0]
@@ -412,6 +375,6 @@ def _sparse_sum(srows, svals, sweights, dtype, width):
             a.fill(entry_w[off:off + n], float(wm))
         off += n
     rows, starts, order, _ = a.group_by_row(keys, 1)
-    out = _empty((rows.shape[0], width), dtype)
+    out = _a().empty((rows.shape[0], width), dtype)
     k.launch2(k._sparse_weighted_sum, rows.shape[0], width, vals, entry_w, starts, order, out)
     return rows, out

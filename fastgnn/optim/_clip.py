@@ -95,7 +95,8 @@ def clip_grad_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
         total_size = sum(g.size for g in grads)
         like = np.empty(0, dtype=dtype)
         partial = np.zeros(ctens.size, dtype=np.float64)
-        run_cpu("sumsq_chunks", addr, ctens, clo, chi, like, partial, chunk=dyn_chunk(ctens.size, total_size))
+        run_cpu("sumsq_chunks", addr, ctens, clo, chi, like, partial, chunk=dyn_chunk(ctens.size, total_size),
+                work=total_size)
         total = math.sqrt(float(partial.sum()))
     if error_if_nonfinite and not math.isfinite(total):
         raise ValueError(f"grads: the total gradient norm is non-finite ({total}); cannot clip")
@@ -105,7 +106,8 @@ def clip_grad_norm(grads, max_norm, *, error_if_nonfinite=False) -> float:
         for g in grads:
             ck.launch_scale(g.reshape(g.size), dtype.type(coef))
     else:
-        run_cpu("scale_chunks", addr, ctens, clo, chi, like, dtype.type(coef), chunk=dyn_chunk(ctens.size, total_size))
+        run_cpu("scale_chunks", addr, ctens, clo, chi, like, dtype.type(coef), chunk=dyn_chunk(ctens.size, total_size),
+                work=total_size)
     return total
 
 
@@ -146,6 +148,7 @@ def clip_grad_value(grads, value) -> None:
             ck.launch_clamp(g.reshape(g.size), lo, hi)
         return None
     addr, ctens, clo, chi = _chunks(grads)
+    total_size = sum(g.size for g in grads)
     run_cpu("clamp_chunks", addr, ctens, clo, chi, np.empty(0, dtype=dtype), lo, hi,
-            chunk=dyn_chunk(ctens.size, sum(g.size for g in grads)))
+            chunk=dyn_chunk(ctens.size, total_size), work=total_size)
     return None

@@ -132,7 +132,7 @@ class SGD(Optimizer):
             return
         buf = self._state2d("momentum_buffer", i, nrows, width) if use_mom else np.empty((0, width), self.dtype)
         run_cpu("sgd_rows", self._param2d(i, nrows, width), rows, row_grads, ufirst, nxt, nu, buf, first, *sc,
-                chunk=_rows_chunk(nu, width))
+                chunk=_rows_chunk(nu, width), work=nu * width)
 
 
 class Adam(Optimizer):
@@ -258,7 +258,7 @@ class Adam(Optimizer):
             ck.launch_adam_rows(p, rows, row_grads, ufirst, nxt, nu, m, v, vmax, neg_step[0], bc2[0], *sc)
             return
         run_cpu("adam_rows", p, rows, row_grads, ufirst, nxt, nu, m, v, vmax, neg_step[0], bc2[0], *sc,
-                chunk=_rows_chunk(nu, width))
+                chunk=_rows_chunk(nu, width), work=nu * width)
 
 
 class AdamW(Adam):

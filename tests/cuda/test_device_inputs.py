@@ -16,23 +16,12 @@ from fastgnn.losses import (MultiObjectiveLoss, combine_gradients, info_nce, loc
                             spectral)
 from fastgnn.walks import random_walks
 
-pytestmark = [
+pytestmark = [  # shared by the other device-input tests (test_device_mining_optim.py)
     pytest.mark.skipif(not fb.cuda_available(), reason=fb.cuda_status()[1]),
     # the simulator runs the counter-based hash on NumPy scalars, which warn on the intended 64-bit wrap-around
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+    pytest.mark.usefixtures("small_blocks"),  # conftest.py
 ]
-
-
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
-    from fastgnn.kernels.cuda import arrays as ka
-    from fastgnn.kernels.cuda import losses as kl
-    from fastgnn.kernels.cuda import walks as kw
-
-    monkeypatch.setattr(kl, "THREADS", 4)
-    monkeypatch.setattr(kl, "TILE", (4, 2))
-    monkeypatch.setattr(ka, "THREADS", 4)
-    monkeypatch.setattr(kw, "_THREADS", 4)
 
 
 class Foreign:

@@ -48,9 +48,12 @@ def test_k_hop_batches_and_blocks(rng):
     ro, rn = ref.k_hop_ref(g.indptr, g.indices, sources, 2, 1)
     # scratch for 4 sources per batch, 2 threads per block: several batches and blocks
     per = ((15 >> 6) + 1) * 8 + 15 * g.indices.dtype.itemsize
-    off, nodes = kc.launch_k_hop(g.indptr, g.indices, sources, 2, 1, threads=2, scratch_bytes=4 * per)
-    np.testing.assert_array_equal(off, ro)
-    np.testing.assert_array_equal(nodes, rn)
+    from numba import cuda
+
+    dev = [cuda.to_device(a) for a in (g.indptr, g.indices, sources)]
+    off, nodes = kc.launch_k_hop(*dev, 2, 1, threads=2, scratch_bytes=4 * per)  # device arrays in and out
+    np.testing.assert_array_equal(off.copy_to_host(), ro)
+    np.testing.assert_array_equal(nodes.copy_to_host(), rn)
 
 
 @pytest.mark.parametrize("strategy", ["hardest", "semihard", "weighted", "mixed"])

@@ -3,7 +3,7 @@
 * value checks without copying the data to the host: :func:`launch_nonfinite_scan` and
   :func:`launch_range_scan` write into a small int64 ``status`` array that is copied back once for all checks;
 * a deterministic sum (fixed grid, fixed tree: the same bits on every run): :func:`sum_into`;
-* fill / iota / gather / cast-copy helpers;
+* fill / iota / gather / scatter / cast-copy helpers, and CSR offsets from counts (:func:`offsets_from_counts`);
 * a stable grouping of integer keys (the device twin of ``kernels/cpu/losses.py:group_by_row``): a bitonic
   sort of ``(key, position)`` pairs, then either a compaction (:func:`group_by_row`) or per-key starts found by
   binary search (:func:`key_starts`). Ties are ordered by position, so the grouped order — and every sum taken
@@ -26,6 +26,11 @@ MAXKEY = np.iinfo(np.int64).max
 def _grid(n):
     t = max(1, min(THREADS, n))
     return (n + t - 1) // t, t
+
+
+def empty(shape, dtype):
+    """An uninitialised device array."""
+    return cuda.device_array(shape, dtype=dtype)
 
 
 def upload(x):
@@ -140,6 +145,13 @@ def _copy_into(src, dst, offset):
 
 
 @cuda.jit
+def _scatter(out, idx, value):
+    i = cuda.grid(1)
+    if i < idx.shape[0]:
+        out[idx[i]] = value  # repeated ids write the same value: no race on the result
+
+
+@cuda.jit
 def _average(a, b, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -180,6 +192,13 @@ def copy_into(src, dst, offset):
     """``dst[offset:offset + len(src)] = src`` (1-d, casting to ``dst``'s dtype)."""
     if src.shape[0]:
         _copy_into[_grid(src.shape[0])](src, dst, int64(offset))
+
+
+def scatter_fill(out, idx, value):
+    """``out[idx] = value`` (1-d; ``idx`` in range, repeats allowed)."""
+    if idx.shape[0]:
+        _scatter[_grid(idx.shape[0])](out, idx, value)
+    return out
 
 
 def average(a, b, out):
@@ -293,6 +312,17 @@ def _exclusive_scan(flags, out, counts):
     for i in range(lo, hi):
         out[i] = acc
         acc += flags[i]
+
+
+def offsets_from_counts(counts):
+    """int64 CSR offsets ``[0, c0, c0 + c1, ..., Σ c]`` [n + 1] of a 1-d int64 device array of counts (a one-block
+    scan: the same sums on every run)."""
+    n = counts.shape[0]
+    offsets = cuda.device_array(n + 1, dtype=np.int64)
+    total = cuda.device_array(2, dtype=np.int64)
+    _exclusive_scan[1, _RED](counts, offsets[:n], total)
+    copy_into(total[1:], offsets, n)
+    return offsets
 
 
 @cuda.jit

@@ -4,12 +4,16 @@ The CPU k-hop kernels own one visit bitmap per chunk of sources; here each threa
 ``seen`` bitmap matrix and of a ``queue`` matrix passed in by the launcher (sources are processed in
 batches so that scratch stays bounded). The miner computes each block of similarities with
 ``block_dot`` and offers it to per-anchor heaps kept in global memory.
+
+The ``launch_*`` helpers take device arrays and leave their results on the device; the only host copy is
+the one int64 that sizes k-hop's ``nodes`` (an output whose length depends on the data).
 """
 import math
 
 import numpy as np
-from numba import cuda, float64, uint64
+from numba import cuda, float64, int64, uint64
 
+from . import arrays
 from .rng import hash3
 
 HARDEST = 0
@@ -20,6 +24,10 @@ MIXED = 3
 _TWO53 = 1.0 / 9007199254740992.0
 _THREADS = 64
 _SCRATCH_BYTES = 1 << 30
+
+
+def _blocks(n, threads):
+    return max(1, math.ceil(n / threads))
 
 
 # --------------------------------------------------------------------------------------------- k-hop
@@ -78,36 +86,33 @@ def k_hop_fill(indptr, indices, sources, k, min_hops, seen, queue, offsets, node
         nodes[o + t - b] = queue[s, t]
 
 
-def launch_k_hop(indptr, indices, sources, k, min_hops, threads=_THREADS, scratch_bytes=_SCRATCH_BYTES):
-    """Host helper: ``(offsets, nodes)`` like the CPU path, sources in batches of bounded scratch."""
+def launch_k_hop(indptr, indices, sources, k, min_hops, threads=None, scratch_bytes=_SCRATCH_BYTES):
+    """``(offsets, nodes)`` like the CPU path, as device arrays, from device ``indptr``, ``indices`` and (non-empty)
+    ``sources``.
+
+    Sources run in batches of bounded scratch: each batch counts its rings, a device scan turns all counts into
+    offsets, the total (one int64) is read back to size ``nodes``, and each batch searches again to write them.
+    """
+    threads = threads or _THREADS
     n = indptr.shape[0] - 1
     ns = sources.shape[0]
     words = (n >> 6) + 1
     per_source = words * 8 + max(n, 1) * indices.dtype.itemsize
     batch = int(max(1, min(ns, scratch_bytes // per_source)))
-    d_indptr = cuda.to_device(np.ascontiguousarray(indptr))
-    d_indices = cuda.to_device(np.ascontiguousarray(indices))
-    seen = cuda.to_device(np.zeros((batch, words), np.uint64))
+    seen = arrays.full(batch * words, 0, np.uint64).reshape(batch, words)
     queue = cuda.device_array((batch, max(n, 1)), indices.dtype)
-    counts = np.empty(ns, np.int64)
-    parts = []
-    for lo in range(0, ns, batch):
-        hi = min(ns, lo + batch)
-        d_src = cuda.to_device(np.ascontiguousarray(sources[lo:hi]))
-        d_counts = cuda.device_array(hi - lo, np.int64)
-        blocks = math.ceil((hi - lo) / threads)
-        k_hop_count[blocks, threads](d_indptr, d_indices, d_src, k, min_hops, seen, queue, d_counts)
-        c = d_counts.copy_to_host()
-        counts[lo:hi] = c
-        off = np.zeros(hi - lo + 1, np.int64)
-        np.cumsum(c, out=off[1:])
-        d_nodes = cuda.device_array(max(int(off[-1]), 1), indices.dtype)
-        k_hop_fill[blocks, threads](d_indptr, d_indices, d_src, k, min_hops, seen, queue, cuda.to_device(off),
-                                    d_nodes)
-        parts.append(d_nodes.copy_to_host()[:off[-1]])
-    offsets = np.zeros(ns + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return offsets, np.concatenate(parts).astype(indices.dtype, copy=False)
+    counts = cuda.device_array(ns, np.int64)
+    spans = [(lo, min(ns, lo + batch)) for lo in range(0, ns, batch)]
+    for lo, hi in spans:
+        k_hop_count[_blocks(hi - lo, threads), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
+                                                        counts[lo:hi])
+    offsets = arrays.offsets_from_counts(counts)
+    nodes = cuda.device_array(int(offsets[ns:].copy_to_host()[0]), indices.dtype)
+    if nodes.shape[0]:
+        for lo, hi in spans:  # offsets are absolute: the slice gives this batch's, nodes is written in place
+            k_hop_fill[_blocks(hi - lo, threads), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
+                                                           offsets[lo:hi + 1], nodes)
+    return offsets, nodes
 
 
 # --------------------------------------------------------------------------------------------- heaps
@@ -264,30 +269,123 @@ def finalize(mode, h1s, h1i, n1, h2s, h2i, n2, out):
         out[b, t] = -1
 
 
-def launch_mine(unit, pool, inv_pool, block, args, heaps, out, threads=_THREADS):
-    """Host helper: blocked similarity + top-K on the device; the ids are copied into ``out``."""
+def new_heaps(nb, cap1, cap2):
+    """The two bounded heaps per anchor of the CPU path (``mining._heaps``), allocated on the device."""
+    return (cuda.device_array((nb, cap1), np.float64), cuda.device_array((nb, cap1), np.int64),
+            arrays.full(nb, 0, np.int64), cuda.device_array((nb, cap2), np.float64),
+            cuda.device_array((nb, cap2), np.int64), arrays.full(nb, 0, np.int64))
+
+
+def launch_mine(unit, pool, inv_pool, block, args, caps, out, threads=None):
+    """Blocked similarity + top-K: every array (``unit``, ``pool``, ``inv_pool``, those in ``args`` -- the CPU
+    kernel's arguments -- and ``out``) is a device array; heaps of capacities ``caps`` are allocated here and the
+    ids land in ``out``."""
+    threads = threads or _THREADS
     mode, alpha, seed, pos_sim, a_lab, p_lab, use_labels, pool_mask, use_mask, excl = args
     B = unit.shape[0]
     P = pool.shape[0]
-    d_unit = cuda.to_device(np.ascontiguousarray(unit))
-    d_pool = cuda.to_device(np.ascontiguousarray(pool))
-    d_inv = cuda.to_device(np.ascontiguousarray(inv_pool))
-    dev = [cuda.to_device(np.ascontiguousarray(a)) for a in (pos_sim, a_lab, p_lab, pool_mask, excl)]
-    d_pos, d_al, d_pl, d_mask, d_excl = dev
-    d_ptr = cuda.to_device(np.zeros(B, np.int64))
-    d_heaps = [cuda.to_device(h) for h in heaps]
+    heaps = new_heaps(B, *caps)
+    ptr = arrays.full(B, 0, np.int64)
     d_S = cuda.device_array((B, block), np.float64)
-    b1 = math.ceil(B / threads)
+    b1 = _blocks(B, threads)
     for start in range(0, P, block):
         m = min(block, P - start)
         S = d_S if m == block else cuda.device_array((B, m), np.float64)
         grid = (math.ceil(m / 16), math.ceil(B / 4))
-        block_dot[grid, (16, 4)](d_unit, d_pool, start, S)
-        topk_block[b1, threads](S, start, d_inv, mode, float(alpha), seed, d_pos, d_al, d_pl, bool(use_labels),
-                                d_mask, bool(use_mask), d_excl, d_ptr, *d_heaps)
-    d_out = cuda.device_array(out.shape, np.int64)
-    finalize[b1, threads](mode, *d_heaps, d_out)
-    d_out.copy_to_host(out)
+        block_dot[grid, (16, 4)](unit, pool, start, S)
+        topk_block[b1, threads](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab, bool(use_labels),
+                                pool_mask, bool(use_mask), excl, ptr, *heaps)
+    finalize[b1, threads](mode, *heaps, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- device inputs
+@cuda.jit(device=True)
+def _inv_norm(X, i):
+    """1/||X[i]|| in float64; 0 for a zero row and for one whose squares overflow (the host's fallback,
+    ``1 / np.linalg.norm``, gives 0 there too). Rows holding NaN/inf are rejected by a device scan first."""
+    acc = float64(0.0)
+    for t in range(X.shape[1]):
+        x = float64(X[i, t])
+        acc += x * x
+    if acc > 0.0 and acc < math.inf:
+        return 1.0 / math.sqrt(acc)
+    return 0.0
+
+
+@cuda.jit(cache=True)
+def _inv_norms(X, out):
+    i = cuda.grid(1)
+    if i < X.shape[0]:
+        out[i] = _inv_norm(X, i)
+
+
+@cuda.jit(cache=True)
+def _anchor_prep(anchors, positives, use_pos, unit, pos_sim):
+    """unit[b] = anchors[b] / ||anchors[b]|| (unit's dtype); with use_pos, pos_sim[b] = <unit[b], p[b]> / ||p[b]||."""
+    b = cuda.grid(1)
+    if b >= anchors.shape[0]:
+        return
+    inv = _inv_norm(anchors, b)
+    for t in range(anchors.shape[1]):
+        unit[b, t] = anchors[b, t] * inv
+    if use_pos:
+        acc = float64(0.0)
+        for t in range(anchors.shape[1]):
+            acc += float64(unit[b, t]) * float64(positives[b, t])
+        pos_sim[b] = acc * _inv_norm(positives, b)
+
+
+@cuda.jit(cache=True)
+def _exclude_keys(excl, width, keys):
+    i = cuda.grid(1)
+    if i < keys.shape[0]:
+        b = i // excl.shape[1]
+        keys[i] = b * width + int64(excl[b, i - b * excl.shape[1]]) + 1  # -1 padding sorts first in its row
+
+
+@cuda.jit(cache=True)
+def _exclude_values(keys, width, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = keys[i] % width - 1
+
+
+def launch_inv_norms(X, threads=None):
+    """float64 ``1/||X[i]||`` per row of a finite 2-d device array (see :func:`_inv_norm`)."""
+    threads = threads or _THREADS
+    out = cuda.device_array(X.shape[0], np.float64)
+    if X.shape[0]:
+        _inv_norms[_blocks(X.shape[0], threads), threads](X, out)
+    return out
+
+
+def launch_anchor_prep(anchors, positives, unit_dtype, threads=None):
+    """``(unit, pos_sim)`` of the miner from device ``anchors`` [B, D] (B > 0) and ``positives`` [B, D] or None
+    (then ``pos_sim`` is a single 0, the kernels' placeholder)."""
+    threads = threads or _THREADS
+    B = anchors.shape[0]
+    unit = cuda.device_array(anchors.shape, unit_dtype)
+    use_pos = positives is not None
+    pos_sim = cuda.device_array(B, np.float64) if use_pos else arrays.full(1, 0.0)
+    _anchor_prep[_blocks(B, threads), threads](anchors, positives if use_pos else anchors, use_pos, unit, pos_sim)
+    return unit, pos_sim
+
+
+def launch_sort_exclude(excl, num_pool):
+    """Each row of the [B, E] device id matrix ``excl`` (``-1`` padded, ids < ``num_pool``) sorted ascending, as
+    int64: one stable device sort of the keys ``row * (num_pool + 1) + id + 1`` (each row keeps its E slots)."""
+    B, E = excl.shape
+    out = cuda.device_array((B, E), np.int64)
+    n = B * E
+    if n == 0:
+        return out
+    width = int64(num_pool + 1)
+    keys = cuda.device_array(n, np.int64)
+    grid = arrays._grid(n)
+    _exclude_keys[grid](excl, width, keys)
+    skeys, _ = arrays.sort_keys(keys)
+    _exclude_values[grid](skeys, width, out.reshape(n))
     return out
 
 
@@ -309,15 +407,15 @@ def ring_topk(E, inv_norm, anchors, offsets, nodes, mode, alpha, seed, h1s, h1i,
                n2, cap2)
 
 
-def launch_graph_mine(E, inv, anchors, offsets, nodes, mode, alpha, seed, heaps, out, threads=_THREADS):
-    """Host helper for :func:`ring_topk` + :func:`finalize`; ids copied into ``out``."""
+def launch_graph_mine(E, inv, anchors, offsets, nodes, mode, alpha, seed, caps, out, threads=None):
+    """:func:`ring_topk` + :func:`finalize` on device arrays; heaps of capacities ``caps`` are allocated here and
+    the ids land in the device array ``out``."""
+    threads = threads or _THREADS
     B = anchors.shape[0]
-    d_heaps = [cuda.to_device(h) for h in heaps]
-    b1 = math.ceil(B / threads)
-    ring_topk[b1, threads](cuda.to_device(np.ascontiguousarray(E)), cuda.to_device(inv), cuda.to_device(anchors),
-                           cuda.to_device(offsets), cuda.to_device(nodes if nodes.size else np.zeros(1, nodes.dtype)),
-                           mode, float(alpha), seed, *d_heaps)
-    d_out = cuda.device_array(out.shape, np.int64)
-    finalize[b1, threads](mode, *d_heaps, d_out)
-    d_out.copy_to_host(out)
+    heaps = new_heaps(B, *caps)
+    b1 = _blocks(B, threads)
+    if nodes.shape[0] == 0:  # no ring at all: a placeholder the kernel never reads
+        nodes = arrays.full(1, 0, nodes.dtype)
+    ring_topk[b1, threads](E, inv, anchors, offsets, nodes, mode, float(alpha), seed, *heaps)
+    finalize[b1, threads](mode, *heaps, out)
     return out

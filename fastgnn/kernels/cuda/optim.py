@@ -4,12 +4,16 @@ over columns); the arithmetic is the CPU kernels' in the same order.
 
 The ``*_flat`` and ``*_rows`` kernels have the CPU kernels' argument order; the ``launch_*`` helpers take
 device arrays (rows, chains and gradients of the row kernels may be host arrays: they are copied over).
+:func:`row_chains` builds the row kernels' chains from device row ids on the device (a stable sort), so device
+rows need no host round trip; its ``ufirst`` has one entry per id, ``-1`` where an id does not start a group
+(the row kernels skip those).
 """
 import math
 
 import numpy as np
 from numba import cuda, float64
 
+from . import arrays
 from .arrays import block_tree
 
 _THREADS = 256
@@ -127,6 +131,8 @@ def sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_
     if u >= nu or k >= p.shape[1]:
         return
     i = ufirst[u]
+    if i < 0:  # not the first occurrence of its row (device-built chains)
+        return
     r = rows[i]
     acc = grads[i, k]
     j = nxt[i]
@@ -146,6 +152,8 @@ def adam_rows(p, rows, grads, ufirst, nxt, nu, m, v, vmax, neg_step, bc2_sqrt, w
     if u >= nu or k >= p.shape[1]:
         return
     i = ufirst[u]
+    if i < 0:  # not the first occurrence of its row (device-built chains)
+        return
     r = rows[i]
     acc = grads[i, k]
     j = nxt[i]
@@ -210,9 +218,36 @@ def _row_grid(nu, d):
 
 
 def _dev(a):
-    if hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray):
-        return a
-    return cuda.to_device(np.ascontiguousarray(a))
+    """A device array as it is (the simulator's have no ``__cuda_array_interface__``); a host one copied over."""
+    return a if hasattr(a, "copy_to_host") else arrays.upload(a)
+
+
+@cuda.jit(cache=True)
+def _chains(keys, pos, n, ufirst, nxt):
+    """From row ids sorted stably (``keys``, original positions ``pos``): ``ufirst[t] = pos[t]`` where a run of
+    equal ids starts (else -1), ``nxt[pos[t]] = pos[t + 1]`` inside a run (else -1)."""
+    t = cuda.grid(1)
+    if t >= n:
+        return
+    key = keys[t]
+    e = pos[t]
+    ufirst[t] = e if t == 0 or keys[t - 1] != key else -1
+    nxt[e] = pos[t + 1] if t + 1 < n and keys[t + 1] == key else -1
+
+
+def row_chains(rows):
+    """``(ufirst, nxt)`` for the row kernels from non-negative device row ids, with ``nu = len(rows)``.
+
+    Each distinct row's chain runs through its occurrences in order (the sort is stable), so its gradients are
+    summed in the CPU's order (``kernels/cpu/optim.py:coalesce_rows``); groups come in id order rather than
+    order of first appearance, which changes nothing (each distinct row is updated alone). No host copy.
+    """
+    n = rows.shape[0]
+    keys, pos = arrays.sort_keys(rows)
+    ufirst = cuda.device_array(n, np.int64)
+    nxt = cuda.device_array(n, np.int64)
+    _chains[_blocks(n), _THREADS](keys, pos, n, ufirst, nxt)
+    return ufirst, nxt
 
 
 def launch_sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov,

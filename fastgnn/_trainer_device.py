@@ -1,0 +1,188 @@
+"""The Trainer's device-resident embedding table (``model="table"``, ``positives="neighbors"``, backend "cuda").
+
+:class:`DeviceTable` holds the table on the device for the whole of :meth:`Trainer.fit`; Adam's state is on the
+device too (the optimizer is built over :attr:`DeviceTable.table`). An epoch runs the loss functions' device paths
+on that table, sums their weighted gradients on the device (:func:`fastgnn.losses.combine_gradients`) and steps the
+device table. What crosses per epoch, besides kernel arguments:
+
+* **to the device**: index arrays drawn on the host with the CPU path's RNG calls (so both backends draw the same
+  indices): the anchors and their positives (one int64 array ``[2B]``), InfoNCE's negative ids ``[B, K]`` (with a
+  curriculum's difficulty threshold, the anchors ``[B]`` once more for the filter), ``local``'s random pairs
+  ``[m', 2]``; and the small status vectors of the device value scans;
+* **to the host**: each loss value, the scans' status (NaN/inf in the table, id ranges), the two counts of
+  InfoNCE's table-gradient grouping, the finiteness flags of the summed gradient and of the stepped table, with
+  GradNorm each gradient's block partial norms, with a built-in miner its mined ids ``[B, k_hard]``; with a user
+  miner object, the table itself (for mining only);
+* **kept on the device per graph** (``graph._cache``): the CSR and degree tables the loss functions cache, and
+  ``local``'s edge pairs.
+
+The host table (``model.weight.data``) is refreshed only when it is read — :meth:`Trainer.embed`, checkpoints,
+``eval_fn`` calls, user miners — and once when :meth:`Trainer.fit` returns or raises. Snapshots (the last good
+state kept against divergence, early stopping's best state) are device-to-device copies.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import _check
+from . import backend as _backend
+
+
+def _arrays():
+    return _backend.kernels("arrays", "cuda")
+
+
+def _kernels():
+    return _backend.kernels("trainer", "cuda")
+
+
+def _flat(x):
+    return x.reshape(x.size)
+
+
+def is_finite(x) -> bool:
+    """No NaN/inf in the device array ``x`` (one flag read back)."""
+    return not _backend.kernels("optim", "cuda").has_nonfinite(_flat(x))
+
+
+class DeviceTable:
+    """An ``[N, D]`` table on the device with lazy copies back to a host array.
+
+    Parameters
+    ----------
+    host : ndarray [N, D]
+        The host table (``nn.Embedding.weight.data``), uploaded now; :meth:`pull` refreshes it in place.
+    """
+
+    def __init__(self, host):
+        self.table = _arrays().upload(host)
+        self.stale = False  # True while the device table is newer than the host one
+        self._buffers = {}
+        self._nodes = None  # iota(N) on the device, the row list of the gradient scatter
+
+    # ------------------------------------------------------------------ host <-> device
+    def push(self, host):
+        """Upload ``host`` in place (it is the newer table: set by the user or loaded from a checkpoint)."""
+        self.table.copy_to_device(host)
+        self.stale = False
+
+    def pull(self, host):
+        """Bring ``host`` up to date in place: one copy, only when the device table changed since the last one."""
+        if self.stale:
+            self.table.copy_to_host(host)
+            self.stale = False
+        return host
+
+    def snapshot(self, reuse=None):
+        """A device copy of the table (into ``reuse``, a previous snapshot, when given)."""
+        out = cuda.device_array_like(self.table) if reuse is None else reuse
+        out.copy_to_device(self.table)
+        return out
+
+    def restore(self, snap):
+        self.table.copy_to_device(snap)
+        self.stale = True
+
+    # ------------------------------------------------------------------ buffers
+    def zeros(self, name):
+        """A zeroed gradient buffer shaped like the table, kept (and re-zeroed) across epochs."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            buf = self._buffers[name] = cuda.device_array_like(self.table)
+        _arrays().fill(_flat(buf), 0)
+        return buf
+
+    def combine(self, grads, factors):
+        """``Σ factors[m] · grads[m]`` into a kept buffer (zero factors skipped, as on the host)."""
+        from .losses import combine_gradients
+
+        pairs = [(g, f) for g, f in zip(grads, factors) if f != 0.0]
+        if not pairs:
+            return self.zeros("combined")
+        out = self._buffers.get("combined")
+        if out is None:
+            out = self._buffers["combined"] = cuda.device_array_like(self.table)
+        return combine_gradients([g for g, _ in pairs], [f for _, f in pairs], out=out)
+
+    @staticmethod
+    def norms(grads):
+        """``[‖g‖ for g in grads]`` of device gradients, summed on the device in float64 (one small read back
+        each: the partial sums of its blocks)."""
+        ko = _backend.kernels("optim", "cuda")
+        return [math.sqrt(ko.sum_squares(_flat(g))) for g in grads]
+
+    # ------------------------------------------------------------------ objectives' index bookkeeping
+    def rows(self, ids):
+        """``table[ids]`` for host ids (uploaded) or device ids."""
+        if not _check.is_device_array(ids):
+            ids = _arrays().upload(np.ascontiguousarray(ids, np.int64))
+        return _kernels().gather_rows(self.table, ids)
+
+    def neighbour_infonce(self, anchors, pos, ids, temperature, backend):
+        """InfoNCE of ``table[anchors]`` against ``table[pos]`` (negatives ``ids`` of the table, or in-batch when
+        None) and its gradient with respect to the whole table (a kept buffer)."""
+        from . import losses
+
+        a = _arrays()
+        B = anchors.size
+        keys = a.upload(np.concatenate([anchors, pos]).astype(np.int64, copy=False))
+        A = _kernels().gather_rows(self.table, keys[:B])
+        P = _kernels().gather_rows(self.table, keys[B:])
+        dZ = self.zeros("infonce")
+        if ids is None:
+            loss, g = losses.info_nce(A, P, None, temperature=temperature, backend=backend)
+        else:
+            loss, g = losses.info_nce(A, P, ids, table=self.table, temperature=temperature, table_grad=dZ,
+                                      backend=backend)
+        # np.add.at(dZ, anchors, gA); np.add.at(dZ, pos, gP) as a grouped add: the 2B rows [gA; gP] sorted by
+        # target node (stable), each element of dZ owned by one thread that sums its rows in that order (in
+        # float64) and adds the sum: deterministic, no atomics
+        N, D = self.table.shape
+        rows = cuda.device_array((2 * B, D), dtype=self.table.dtype)
+        a.copy_into(_flat(g["anchors"]), _flat(rows), 0)
+        a.copy_into(_flat(g["positives"]), _flat(rows), B * D)
+        skeys, spos = a.sort_keys(keys)
+        if self._nodes is None:
+            self._nodes = a.iota(N)
+        kl = _backend.kernels("losses", "cuda")
+        kl.launch2(kl._scatter_gather, N, D, rows, spos, a.full(spos.shape[0], 1.0), self._nodes,
+                   a.key_starts(skeys, N), dZ)
+        return float(loss), dZ
+
+    def difficulty(self, anchors, ids, threshold):
+        """Device twin of ``trainer._apply_difficulty`` (host or device ``ids``; returns device ids)."""
+        a = _arrays()
+        if not _check.is_device_array(ids):
+            ids = a.upload(np.ascontiguousarray(ids, np.int64))
+        return _kernels().difficulty_filter(self.table, a.upload(np.asarray(anchors, np.int64)), ids, threshold)
+
+    def local_pairs(self, graph, rng):
+        """The ``local`` objective's pairs and ``similar`` flags on the device, or None for a graph without edges.
+
+        The edges (each once, self-loops dropped) are uploaded once per graph; each epoch draws one random
+        partner per edge with the host path's RNG call and uploads the ``(source, partner)`` pairs that are not
+        self-pairs. Order as on the host: the edges (similar), then the random pairs (dissimilar).
+        """
+        a = _arrays()
+        key = "trainer_device_local_pairs"
+        if key not in graph._cache:
+            src, dst, _ = graph.edges()
+            src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+            keep = src != dst
+            graph._cache[key] = (src, a.upload(np.stack([src[keep], dst[keep]], axis=1)))
+        src, edges = graph._cache[key]
+        if src.size == 0:
+            return None
+        neg_dst = rng.integers(0, graph.num_nodes, src.size)
+        sel = src != neg_dst
+        m1 = edges.shape[0]
+        E = m1 + int(sel.sum())
+        pairs = cuda.device_array((E, 2), dtype=np.int64)
+        a.copy_into(_flat(edges), _flat(pairs), 0)
+        a.copy_into(a.upload(np.stack([src[sel], neg_dst[sel]], axis=1).reshape(-1)), _flat(pairs), 2 * m1)
+        similar = a.full(E, False, np.bool_)
+        a.fill(similar[:m1], True)
+        return pairs, similar
