@@ -85,7 +85,7 @@ def test_device_history_matches_cpu(graph, objectives, extra):
 
 
 def test_table_and_optimizer_state_stay_on_the_device(graph, monkeypatch):
-    from fastgnn._trainer_device import DeviceTable
+    from fastgnn.trainer._device import DeviceTable
 
     copies = []
     real_pull = DeviceTable.pull
@@ -233,7 +233,7 @@ def test_kernels_match_the_host_code(rng, dtype):
     """gather_rows = Z[idx], difficulty_filter = trainer._apply_difficulty."""
     from fastgnn.kernels.cuda import arrays as ka
     from fastgnn.kernels.cuda import trainer as kt
-    from fastgnn.trainer import _apply_difficulty
+    from fastgnn.trainer._parts import _apply_difficulty
 
     N, D, B, K = 7, 3, 5, 4
     Z = rng.standard_normal((N, D)).astype(dtype)

@@ -1,4 +1,4 @@
-"""Device kernels of the Trainer's device-resident table path (``fastgnn/_trainer_device.py``).
+"""Device kernels of the Trainer's device-resident table path (``fastgnn/trainer/_device.py``).
 
 The host path does the same with NumPy, and those lines are the oracles the tests compare with: ``Z[idx]``
 (:func:`gather_rows`) and ``trainer._apply_difficulty`` (:func:`difficulty_filter`). (The scatter of InfoNCE's

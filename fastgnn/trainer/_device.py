@@ -27,8 +27,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _check
-from . import backend as _backend
+from .. import _check
+from .. import backend as _backend
 
 
 def _arrays():
@@ -97,7 +97,7 @@ class DeviceTable:
 
     def combine(self, grads, factors):
         """``Σ factors[m] · grads[m]`` into a kept buffer (zero factors skipped, as on the host)."""
-        from .losses import combine_gradients
+        from ..losses import combine_gradients
 
         pairs = [(g, f) for g, f in zip(grads, factors) if f != 0.0]
         if not pairs:
@@ -124,7 +124,7 @@ class DeviceTable:
     def neighbour_infonce(self, anchors, pos, ids, temperature, backend):
         """InfoNCE of ``table[anchors]`` against ``table[pos]`` (negatives ``ids`` of the table, or in-batch when
         None) and its gradient with respect to the whole table (a kept buffer)."""
-        from . import losses
+        from .. import losses
 
         a = _arrays()
         B = anchors.size
