@@ -232,16 +232,15 @@ class Optimizer(abc.ABC):
         """
         cache = self._gcache
         if (cache is not None and type(grads) in (list, tuple) and len(grads) == len(cache[0])
-                and all(map(operator.is_, grads, cache[0]))):
-            dt = self.dtype
-            if [(g.shape, g.strides) for g in grads] == cache[1] and all(g.dtype == dt for g in grads):
-                return cache[0], cache[2]
+                and all(map(operator.is_, grads, cache[0]))
+                and [(g.shape, g.strides, g.dtype) for g in grads] == cache[1]):
+            return cache[0], cache[2]
         checked = self._check_grads(grads)
         if self._device:
             return checked, None
         addr = np.array([_address(g) for g in checked], dtype=np.int64)
         if all(map(operator.is_, checked, grads)):  # nothing was converted: safe to remember
-            self._gcache = (tuple(checked), [(g.shape, g.strides) for g in checked], addr)
+            self._gcache = (tuple(checked), [(g.shape, g.strides, g.dtype) for g in checked], addr)
         else:
             self._gcache = None
         return checked, addr

@@ -207,6 +207,10 @@ class Adam(Optimizer):
         """Per-parameter ``-lr / bc1`` and ``√bc2`` in float64, as torch computes them, then cast."""
         b1, b2 = self.betas
         lr = self._lr
+        if steps.size and steps[0] == steps.min() == steps.max():  # the usual case: every tensor at one step
+            s = int(steps[0])
+            return (np.full(steps.size, -(lr / (1 - b1 ** s)), dtype=self.dtype),
+                    np.full(steps.size, (1 - b2 ** s) ** 0.5, dtype=self.dtype))
         uniq, inv = np.unique(steps, return_inverse=True)
         neg = np.array([-(lr / (1 - b1 ** int(s))) for s in uniq], dtype=np.float64)
         bc2 = np.array([(1 - b2 ** int(s)) ** 0.5 for s in uniq], dtype=np.float64)
