@@ -279,7 +279,7 @@ class HardNegativeMiner:
     The pool is processed in blocks of ``block_size`` rows (one BLAS product per block and a parallel
     partial top-K into per-anchor heaps), so memory never grows with the pool: with ``threadpoolctl``
     each worker multiplies 256 anchors by a 1024-row tile into a 1 MiB buffer and scans it at once
-    (4,096 x 1,000,000 x 128 float32, K = 64: 16 MiB peak beyond the inputs); without it, one
+    (4,096 x 1,000,000 x 128 float32, K = 64: 16-19 MiB peak beyond the inputs, measured); without it, one
     multi-threaded product per block of ``O(B · block_size)`` similarities.
 
     Parameters
