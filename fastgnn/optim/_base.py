@@ -74,10 +74,9 @@ def check_params(params, name="params"):
     for i, p in enumerate(params):
         label = f"{name}[{i}]"
         if on_device[0]:
-            if p.dtype not in (np.float32, np.float64):
-                raise TypeError(f"{label}: expected float32 or float64, got {p.dtype}")
-            if not p.is_c_contiguous():
-                raise TypeError(f"{label}: must be C-contiguous (it is updated in place, so it is not copied)")
+            # numba device arrays as they are; CuPy arrays, torch CUDA tensors ... viewed without a copy, so
+            # the updates land in the caller's memory
+            p = params[i] = _check.device_array(p, label, contiguous=True)
         else:
             _check.inplace_array(p, label)
             if not p.flags.aligned:
@@ -258,6 +257,8 @@ class Optimizer(abc.ABC):
             if self._device:
                 if not _check.is_device_array(g):
                     raise TypeError(f"grads[{i}]: parameters are on the GPU, so gradients must be device arrays")
+                if not hasattr(g, "copy_to_host"):  # CuPy, torch CUDA tensors ...: a numba view, no copy
+                    g = out[i] = _check.device_array(g, f"grads[{i}]", dtypes=None)
                 if g.shape != shape:
                     raise ValueError(f"grads[{i}]: shape {g.shape} does not match parameter {i}'s {shape}")
                 if g.dtype != dt or not g.is_c_contiguous():

@@ -378,3 +378,19 @@ def test_device_checks_report_like_the_host():
     checks.index(dev(np.array([3, 12, 11])), "ids", upper=10, what="table with 10 rows")
     with pytest.raises(ValueError, match="ids: index 12 out of range for table with 10 rows"):
         checks.run()
+
+
+def test_optimizer_over_foreign_device_parameters(rng):
+    # parameters exposing only __cuda_array_interface__ (CuPy, torch CUDA tensors): updated in the caller's memory
+    from fastgnn.optim import Adam
+
+    p = rng.standard_normal((6, 3))
+    g = rng.standard_normal((6, 3))
+    want = p.copy()
+    Adam([want], lr=0.1).step([g])
+    d = dev(p)
+    opt = Adam([Foreign(d)], lr=0.1)
+    opt.step([Foreign(dev(g))])  # a foreign gradient too
+    np.testing.assert_allclose(d.copy_to_host(), want, rtol=1e-12)
+    with pytest.raises(TypeError, match=r"params\[0\]: expected float32 or float64"):
+        Adam([Foreign(dev(np.zeros(3, np.int64)))])
