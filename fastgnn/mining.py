@@ -394,7 +394,7 @@ class HardNegativeMiner:
             return _device().mine(self, anchors, positives, pool, anchor_labels, pool_labels, exclude)
         pool, anchors = _pool_and_anchors(_check.float_array, pool, anchors, K)
         (P, D), B, dtype = pool.shape, anchors.shape[0], pool.dtype
-        pos_sim = np.zeros(1, np.float64)
+        pos_sim = np.empty(0, np.float64)  # read by "semihard" only, which requires positives
         if _uses_positives(positives, mode):
             positives = _check.float_array(positives, "positives", ndim=2, shape=(B, D), dtype=np.float64)
         use_labels = _uses_labels(anchor_labels, pool_labels)

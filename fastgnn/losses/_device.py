@@ -126,10 +126,9 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
             table_grad = _inplace(table_grad, "table_grad", T.dtype, T.shape)
         dense = False
     elif kind == "f":
-        if table is not None:
-            raise ValueError("table: only used with integer negatives (negatives holds vectors)")
-        if table_grad is not None:
-            raise ValueError("table_grad: only used with integer negatives (negatives holds vectors)")
+        from .contrastive import no_table_with_vectors
+
+        no_table_with_vectors(table, table_grad)
         N3 = inp.floats(negatives, "negatives", ndim=3, shape=(B, None, D))
         _same_dtype(N3, A, "negatives", "anchors")
         K = N3.shape[1]

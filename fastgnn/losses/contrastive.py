@@ -118,10 +118,7 @@ def info_nce(anchors, positives, negatives=None, *, table=None, temperature=0.07
             table_grad = _check.inplace_array(table_grad, "table_grad", dtype=T.dtype, shape=T.shape)
         dense = False
     elif neg.dtype.kind == "f":
-        if table is not None:
-            raise ValueError("table: only used with integer negatives (negatives holds vectors)")
-        if table_grad is not None:
-            raise ValueError("table_grad: only used with integer negatives (negatives holds vectors)")
+        no_table_with_vectors(table, table_grad)
         N3 = _check.float_array(neg, "negatives", ndim=3, shape=(B, None, D))
         _same_dtype(N3, A, "negatives", "anchors")
         K = N3.shape[1]
@@ -187,6 +184,14 @@ def _options(temperature, similarity, reduction, symmetric):
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric: expected a bool, got {type(symmetric).__name__}")
     return tau, cosine, reduction, bool(symmetric)
+
+
+def no_table_with_vectors(table, table_grad):
+    """``table`` / ``table_grad`` belong to integer negatives; vectors as negatives take neither."""
+    if table is not None:
+        raise ValueError("table: only used with integer negatives (negatives holds vectors)")
+    if table_grad is not None:
+        raise ValueError("table_grad: only used with integer negatives (negatives holds vectors)")
 
 
 def _check_structure(negatives, table, table_grad, symmetric):

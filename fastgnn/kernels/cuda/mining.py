@@ -362,12 +362,12 @@ def launch_inv_norms(X, threads=None):
 
 def launch_anchor_prep(anchors, positives, unit_dtype, threads=None):
     """``(unit, pos_sim)`` of the miner from device ``anchors`` [B, D] (B > 0) and ``positives`` [B, D] or None
-    (then ``pos_sim`` is a single 0, the kernels' placeholder)."""
+    (then ``pos_sim`` is empty: only "semihard" reads it, and it requires positives)."""
     threads = threads or _THREADS
     B = anchors.shape[0]
     unit = cuda.device_array(anchors.shape, unit_dtype)
     use_pos = positives is not None
-    pos_sim = cuda.device_array(B, np.float64) if use_pos else arrays.full(1, 0.0)
+    pos_sim = cuda.device_array(B if use_pos else 0, np.float64)
     _anchor_prep[_blocks(B, threads), threads](anchors, positives if use_pos else anchors, use_pos, unit, pos_sim)
     return unit, pos_sim
 
@@ -414,8 +414,6 @@ def launch_graph_mine(E, inv, anchors, offsets, nodes, mode, alpha, seed, caps, 
     B = anchors.shape[0]
     heaps = new_heaps(B, *caps)
     b1 = _blocks(B, threads)
-    if nodes.shape[0] == 0:  # no ring at all: a placeholder the kernel never reads
-        nodes = arrays.full(1, 0, nodes.dtype)
     ring_topk[b1, threads](E, inv, anchors, offsets, nodes, mode, float(alpha), seed, *heaps)
     finalize[b1, threads](mode, *heaps, out)
     return out
