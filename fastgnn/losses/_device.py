@@ -152,8 +152,7 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
     bad = _a().empty(B, np.int64)
     cu, cv = _a().empty((B, Kc), np.float64), _a().empty((B, Kc), np.float64)
     scratch = [_a().empty((B, Kc + 1), np.float64) for _ in range(3)]
-    k.launch1(k._info_nce_rows, B, A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad,
-              *scratch)
+    k.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad, *scratch)
     grads = {"anchors": gA, "positives": gP}
     if dense:
         gN = _a().empty((B, K, D), A.dtype)
@@ -164,7 +163,7 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
         rows, starts, order, major = (_a().empty(0, np.int64), _a().empty(1, np.int64), _a().empty(0, np.int64),
                                       _a().empty(0, np.int64))
     else:
-        rows, starts, order, major = a.group_by_row(_flat(ids), K)
+        rows, starts, order, major = a.group_by_row(_flat(ids), K, bound=T.shape[0])
     # coefficients in grouped order: the table pass then streams them
     cu_g, cv_g = a.take(_flat(cu), order), a.take(_flat(cv), order)
     R = rows.shape[0]

@@ -151,6 +151,8 @@ class Optimizer(abc.ABC):
         self._steps = np.zeros(n, dtype=np.int64)
         self._scratch = {}
         self._gcache = None  # (grads, [(shape, strides)], addresses) of the last step, see _grads_and_addresses
+        self._guard = None  # device status word of guarded dense steps (kernels/cuda/optim.py:StepGuard)
+        self._dempty = None
         if self._device:
             self._backend = _backend.resolve("cuda")
         else:
@@ -272,13 +274,33 @@ class Optimizer(abc.ABC):
             out[i] = arr
         return out
 
-    def _bad_grad_device(self, grads):
-        """Index of the first device gradient holding a NaN/inf, or -1."""
-        ck = _backend.kernels("optim", "cuda")
+    def _step_device(self, grads, check):
+        """Dense device step; returns the first parameter whose gradient is not finite (nothing written), or -1.
+
+        With ``check`` the gradients are scanned into a reusable device status word (gradient ``i`` raises it to
+        ``n - i``, so the first bad one wins), the guarded updates are queued behind the scans and return at once
+        on the device when the word is set, and the word is read back once, after everything is queued: one
+        synchronisation per step and no round trip between the scan and the update.
+        """
+        if not check:
+            self._update(grads, None, None)
+            return -1
+        guard = self._guard
+        if guard is None:
+            guard = self._guard = _backend.kernels("optim", "cuda").StepGuard()
+        n = len(grads)
+        guard.begin()
         for i, g in enumerate(grads):
-            if ck.has_nonfinite(g.reshape(g.size)):
-                return i
-        return -1
+            guard.scan(g.reshape(g.size), n - i)
+        self._update(grads, None, guard.flag)
+        code = guard.finish()
+        return n - code if code else -1
+
+    def _empty_device(self):
+        """A zero-size device array of the parameter dtype (the kernels' stand-in for an absent buffer)."""
+        if self._dempty is None:
+            self._dempty = self._zeros(0)
+        return self._dempty
 
     def _run_multi(self, name, *args, check):
         """Run a fused multi-tensor CPU update; returns the first parameter with a non-finite gradient, or -1."""
@@ -323,9 +345,7 @@ class Optimizer(abc.ABC):
         grads, g_addr = self._grads_and_addresses(grads)
         check = self.nonfinite != "propagate"
         if self._device:
-            bad = self._bad_grad_device(grads) if check else -1
-            if bad < 0:
-                self._update(grads, g_addr, False)
+            bad = self._step_device(grads, check)
         else:
             # the CPU kernels test every gradient first and write nothing if one is not finite
             bad = self._update(grads, g_addr, check)
@@ -516,7 +536,8 @@ class Optimizer(abc.ABC):
     @abc.abstractmethod
     def _update(self, grads, g_addr, check):
         """Dense update of every parameter as step ``steps + 1``; on the CPU with ``check``, returns the first
-        parameter whose gradient is not finite (nothing written) or -1."""
+        parameter whose gradient is not finite (nothing written) or -1. On the device ``check`` is the status
+        word the guarded kernels test (None: unguarded) and the return value is not used."""
 
     @abc.abstractmethod
     def _update_rows(self, i, nrows, width, rows, row_grads, ufirst, nxt, nu):

@@ -115,8 +115,8 @@ class SGD(Optimizer):
             buf = self._state.get("momentum_buffer")
             for i, (p, g) in enumerate(zip(self.params, grads)):
                 o, s = int(self._offsets[i]), int(self._sizes[i])
-                b = buf[o:o + s] if buf is not None else self._zeros(0)
-                ck.launch_sgd(p.reshape(s), g.reshape(s), b, bool(first[i]), *sc)
+                b = buf[o:o + s] if buf is not None else self._empty_device()
+                ck.launch_sgd(p.reshape(s), g.reshape(s), b, bool(first[i]), *sc, flag=check)
             return -1
         return self._run_multi("sgd_multi", self._p_addr, g_addr, self._ctens, self._clo, self._chi, self._offsets,
                                self._buf(), first, *sc, check=check)
@@ -127,7 +127,10 @@ class SGD(Optimizer):
         use_mom = self.momentum != 0
         if self._device:
             ck = _backend.kernels("optim", "cuda")
-            buf = self._state2d("momentum_buffer", i, nrows, width) if use_mom else self._zeros(0).reshape(0, width)
+            if use_mom:
+                buf = self._state2d("momentum_buffer", i, nrows, width)
+            else:
+                buf = self._empty_device().reshape(0, width)
             ck.launch_sgd_rows(self._param2d(i, nrows, width), rows, row_grads, ufirst, nxt, nu, buf, first, *sc)
             return
         buf = self._state2d("momentum_buffer", i, nrows, width) if use_mom else np.empty((0, width), self.dtype)
@@ -238,9 +241,9 @@ class Adam(Optimizer):
             vmax = st.get("max_exp_avg_sq")
             for i, (p, g) in enumerate(zip(self.params, grads)):
                 o, s = int(self._offsets[i]), int(self._sizes[i])
-                vm = vmax[o:o + s] if vmax is not None else self._zeros(0)
+                vm = vmax[o:o + s] if vmax is not None else self._empty_device()
                 ck.launch_adam(p.reshape(s), g.reshape(s), st["exp_avg"][o:o + s], st["exp_avg_sq"][o:o + s], vm,
-                               neg_step[i], bc2[i], *sc)
+                               neg_step[i], bc2[i], *sc, flag=check)
             return -1
         return self._run_multi("adam_multi", self._p_addr, g_addr, self._ctens, self._clo, self._chi, self._offsets,
                                st["exp_avg"], st["exp_avg_sq"], self._vmax(), neg_step, bc2, *sc, check=check)
@@ -253,7 +256,7 @@ class Adam(Optimizer):
         if self.amsgrad:
             vmax = self._state2d("max_exp_avg_sq", i, nrows, width)
         elif self._device:
-            vmax = self._zeros(0).reshape(0, width)
+            vmax = self._empty_device().reshape(0, width)
         else:
             vmax = np.empty((0, width), dtype=self.dtype)
         p = self._param2d(i, nrows, width)

@@ -122,22 +122,31 @@ def test_word2vec_one_chunk_equals_cpu_backend(kc, sg):
 @pytest.mark.parametrize("sg", [0, 1])
 def test_word2vec_many_chunks_trains(kc, sg):
     """One sentence per chunk, chunks over several blocks racing (Hogwild): not bitwise, but the same
-    vocabulary, finite vectors, a falling loss close to the CPU backend's."""
-    two_topics = [["a", "b", "c", "d", "e"], ["v", "w", "x", "y", "z"]] * 8
-    kw = dict(sentences=two_topics, vector_size=8, sg=sg, batch_words=1, epochs=4, alpha=0.5)
+    vocabulary, finite vectors, a falling loss close to the CPU backend's.
+
+    On a real GPU every chunk runs at once, so the vocabulary must be large against the number of chunks
+    (as in real use) for Hogwild to work: with 10 words, 16 chunks and alpha 0.5 (this test's first form)
+    an H200 overwrote most updates and the loss did not fall (332 -> 328 over 4 epochs). Here 48 chunks
+    share 40 words at alpha 0.25."""
+    rng = np.random.default_rng(0)
+    topics = [[f"a{i}" for i in range(20)], [f"z{i}" for i in range(20)]]
+    two_topics = [[str(w) for w in rng.choice(topics[s % 2], 8)] for s in range(48)]
+    kw = dict(sentences=two_topics, vector_size=8, sg=sg, batch_words=8, epochs=8, alpha=0.25)
     cpu, gpu = _w2v("cpu", **kw), _w2v("cuda", **kw)
     assert gpu.wv.index_to_key == cpu.wv.index_to_key
     assert gpu.wv.vectors.dtype == np.float32 and np.isfinite(gpu.wv.vectors).all()
     assert np.isfinite(gpu.syn1neg).all() and np.abs(gpu.syn1neg).max() > 0
     losses = gpu.epoch_losses
-    assert len(losses) == 4 and losses[-1] < 0.85 * losses[0]
+    assert len(losses) == 8 and losses[-1] < 0.85 * losses[0]  # the CPU backend: 0.69 / 0.65 of the first
     # little has moved yet; the simulator interleaves the racing threads differently from run to run
     # (observed up to ~5% apart at alpha 0.5 under load)
     np.testing.assert_allclose(losses[0], cpu.epoch_losses[0], rtol=0.1)
     np.testing.assert_allclose(losses[-1], cpu.epoch_losses[-1], rtol=0.2)
     # the two topics separate on both backends
     for m in (cpu, gpu):
-        assert m.wv.similarity("a", "b") > m.wv.similarity("a", "y")
+        same = np.mean([m.wv.similarity("a0", f"a{i}") for i in range(1, 20) if f"a{i}" in m.wv])
+        other = np.mean([m.wv.similarity("a0", f"z{i}") for i in range(20) if f"z{i}" in m.wv])
+        assert same > other
 
 
 def test_tables_stay_on_the_device_until_read(kc):

@@ -4,10 +4,11 @@
   :func:`launch_range_scan` write into a small int64 ``status`` array that is copied back once for all checks;
 * a deterministic sum (fixed grid, fixed tree: the same bits on every run): :func:`sum_into`;
 * fill / iota / gather / scatter / cast-copy helpers, and CSR offsets from counts (:func:`offsets_from_counts`);
-* a stable grouping of integer keys (the device twin of ``kernels/cpu/losses.py:group_by_row``): a bitonic
-  sort of ``(key, position)`` pairs, then either a compaction (:func:`group_by_row`) or per-key starts found by
-  binary search (:func:`key_starts`). Ties are ordered by position, so the grouped order — and every sum taken
-  in it — is the CPU's and does not depend on scheduling.
+* integer prefix sums over many blocks (:func:`exclusive_scan`);
+* a stable grouping of integer keys (the device twin of ``kernels/cpu/losses.py:group_by_row``): an LSD
+  radix sort of ``(key, position)`` pairs (:func:`sort_keys`), then either a compaction (:func:`group_by_row`)
+  or per-key starts found by binary search (:func:`key_starts`). Ties are ordered by position, so the grouped
+  order — and every sum taken in it — is the CPU's and does not depend on scheduling.
 
 Every launch helper takes device arrays and returns device arrays; none copies data to the host except
 :func:`group_by_row`, which reads back the two counts that size its outputs.
@@ -208,66 +209,258 @@ def average(a, b, out):
     return out
 
 
+# --------------------------------------------------------------------------- prefix sums
+_SCAN_T = 1024  # most threads of a scan block (the shared buffer's size; launches may use fewer)
+_SCAN_PER = 8  # items per thread of a scan tile (each thread scans a contiguous run)
+
+
+@cuda.jit(device=True, inline=True)
+def _block_scan(buf, tid, nt, s):
+    """Inclusive prefix sum over the block of one value per thread (Hillis-Steele in shared memory)."""
+    buf[tid] = s
+    cuda.syncthreads()
+    off = 1
+    while off < nt:
+        v = buf[tid - off] if tid >= off else int64(0)
+        cuda.syncthreads()
+        buf[tid] += v
+        cuda.syncthreads()
+        off *= 2
+    return buf[tid]
+
+
+@cuda.jit(device=True, inline=True)
+def _run_sum(x, per, g):
+    """Bounds ``lo:hi`` of thread ``g``'s run of ``per`` items of ``x`` and their sum."""
+    n = x.shape[0]
+    lo = min(g * per, n)
+    hi = min(lo + per, n)
+    s = int64(0)
+    for i in range(lo, hi):
+        s += x[i]
+    return lo, hi, s
+
+
+@cuda.jit
+def _tile_sums(x, per, sums):
+    """sums[b] = Σ of tile b (blockDim.x * per items, thread t summing the run t*per:(t+1)*per)."""
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    b = cuda.blockIdx.x
+    lo, hi, s = _run_sum(x, per, b * nt + tid)
+    buf = cuda.shared.array(_SCAN_T, int64)
+    incl = _block_scan(buf, tid, nt, s)
+    if tid == nt - 1:
+        sums[b] = incl
+
+
+@cuda.jit
+def _scan_tiles(x, out, base, per, total, slot):
+    """out = exclusive prefix sums of x, tile b starting from base[b] (x and out may be the same array);
+    total[slot] = the grand total (written by the last thread of the last tile)."""
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    b = cuda.blockIdx.x
+    lo, hi, s = _run_sum(x, per, b * nt + tid)
+    buf = cuda.shared.array(_SCAN_T, int64)
+    acc = base[b] + _block_scan(buf, tid, nt, s) - s
+    for i in range(lo, hi):
+        v = x[i]
+        out[i] = acc
+        acc += v
+    if b == cuda.gridDim.x - 1 and tid == nt - 1:
+        total[slot] = acc
+
+
+def _scan_threads(m):
+    """Threads of a one-tile scan of m items: a power of two, at most _SCAN_T."""
+    need = max(1, -(-m // _SCAN_PER))
+    return min(_SCAN_T, 1 << (need - 1).bit_length())
+
+
+def _scan_scratch(m):
+    """Device scratch for :func:`exclusive_scan` of m items (allocated once, reused by repeated scans)."""
+    levels = []
+    tile = _SCAN_T * _SCAN_PER
+    while m > tile:
+        nb = -(-m // tile)
+        levels.append((cuda.device_array(nb, np.int64), cuda.device_array(nb, np.int64)))
+        m = nb
+    levels.append(full(1, 0, np.int64))
+    return levels
+
+
+def exclusive_scan(x, out, total, slot, scratch=None, level=0):
+    """``out = exclusive prefix sums of x`` and ``total[slot] = Σ x`` (1-d int64 device arrays; ``out`` may be
+    ``x``). Tiles of ``_SCAN_T * _SCAN_PER`` items, one block each: the tile sums are scanned the same way
+    (recursively), then each tile is scanned from its offset. Integer sums: exact, the same on every run."""
+    if scratch is None:
+        scratch = _scan_scratch(x.shape[0])
+    head = scratch[level]
+    per = int64(_SCAN_PER)
+    if level == len(scratch) - 1:
+        _scan_tiles[1, _scan_threads(x.shape[0])](x, out, head, per, total, int64(slot))
+        return
+    sums, base = head
+    nb = sums.shape[0]
+    _tile_sums[nb, _SCAN_T](x, per, sums)
+    exclusive_scan(sums, base, total, slot, scratch, level + 1)
+    _scan_tiles[nb, _SCAN_T](x, out, base, per, total, int64(slot))
+
+
+def offsets_from_counts(counts):
+    """int64 CSR offsets ``[0, c0, c0 + c1, ..., Σ c]`` [n + 1] of a 1-d int64 device array of counts (integer
+    prefix sums: the same on every run)."""
+    n = counts.shape[0]
+    offsets = cuda.device_array(n + 1, dtype=np.int64)
+    exclusive_scan(counts, offsets[:n], offsets, n)
+    return offsets
+
+
 # --------------------------------------------------------------------------- stable grouping by key
-@cuda.jit
-def _pad_keys(src, keys, pos):
-    """keys[i] = src[i] (negative keys and the padding up to a power of two sort last), pos[i] = i."""
-    i = cuda.grid(1)
-    if i < keys.shape[0]:
-        k = MAXKEY
-        if i < src.shape[0]:
-            v = int64(src[i])
-            if v >= 0:
-                k = v
-        keys[i] = k
-        pos[i] = i
+_DIGIT = 4  # bits per radix pass
+_RADIX = 1 << _DIGIT
+_CHUNK = 128  # fewest keys per thread of the radix passes (each thread owns a contiguous run)
+_MAX_CHUNKS = 1 << 17  # most threads of a radix pass (bounds the histogram: _RADIX entries per thread)
 
 
 @cuda.jit
-def _bitonic_step(keys, pos, j, k):
-    """One compare-exchange stage of a bitonic sort of (keys, pos) pairs in lexicographic order."""
-    i = cuda.grid(1)
-    if i >= keys.shape[0]:
-        return
-    p = i ^ j
-    if p <= i:
-        return
-    a = keys[i]
-    b = keys[p]
-    greater = a > b or (a == b and pos[i] > pos[p])
-    if (i & k) == 0:
-        swap = greater
-    else:
-        swap = not greater
-    if swap:
-        keys[i] = b
-        keys[p] = a
-        t = pos[i]
-        pos[i] = pos[p]
-        pos[p] = t
+def _max_key(x, out):
+    """out[0] = max(out[0], max of x) (fixed grid-stride reads, a tree per block, one atomic per block)."""
+    tid = cuda.threadIdx.x
+    b = cuda.blockIdx.x
+    stride = cuda.gridDim.x * _RED
+    buf = cuda.shared.array(_RED, int64)
+    m = int64(-1)
+    for i in range(b * _RED + tid, x.shape[0], stride):
+        v = int64(x[i])
+        if v > m:
+            m = v
+    buf[tid] = m
+    cuda.syncthreads()
+    step = _RED // 2
+    while step > 0:
+        if tid < step and buf[tid + step] > buf[tid]:
+            buf[tid] = buf[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    if tid == 0:
+        cuda.atomic.max(out, 0, buf[0])
 
 
-def sort_keys(flat):
+@cuda.jit
+def _top_from_max(top):
+    """top[0] = the padding key: (largest key) + 1, 0 when there is no key."""
+    m = top[0]
+    top[0] = MAXKEY if m == MAXKEY else m + 1
+
+
+@cuda.jit(device=True, inline=True)
+def _radix_key(v, top):
+    """The sort key of an input value: itself, or ``top`` for padding (negative, or not below ``top``)."""
+    k = int64(v)
+    if k < 0 or k >= top:
+        k = top
+    return k
+
+
+@cuda.jit
+def _radix_count(src, topd, shift, chunk, hist):
+    """hist[d * C + c] = number of keys of chunk c (src[c*chunk:(c+1)*chunk]) with digit d; C chunks. A pass
+    past the highest digit of ``top`` (read on the device) does nothing."""
+    c = cuda.grid(1)
+    nchunks = hist.shape[0] // _RADIX
+    top = topd[0]
+    if c >= nchunks or (shift > 0 and (top >> shift) == 0):
+        return
+    cnt = cuda.local.array(_RADIX, int64)
+    for d in range(_RADIX):
+        cnt[d] = 0
+    n = src.shape[0]
+    lo = c * chunk
+    hi = min(lo + chunk, n)
+    for i in range(lo, hi):
+        cnt[(_radix_key(src[i], top) >> shift) & (_RADIX - 1)] += 1
+    for d in range(_RADIX):
+        hist[d * nchunks + c] = cnt[d]
+
+
+@cuda.jit
+def _radix_scatter(src, pos, first, topd, shift, chunk, offs, keys_tmp, pos_tmp, keys_fin, pos_fin):
+    """Each chunk re-reads its keys in order and writes each to its digit's next slot (``offs``: the exclusive
+    scan of the digit-major histogram), so equal digits keep their order: a stable pass. The first pass takes
+    positions from the index; the pass of the highest digit of ``top`` writes into ``*_fin`` with ``top`` as
+    ``MAXKEY``, the others into ``*_tmp``; later passes do nothing (the device decides: no host round trip)."""
+    c = cuda.grid(1)
+    nchunks = offs.shape[0] // _RADIX
+    top = topd[0]
+    if c >= nchunks or (shift > 0 and (top >> shift) == 0):
+        return
+    last = shift + _DIGIT >= 63 or (top >> (shift + _DIGIT)) == 0
+    nxt = cuda.local.array(_RADIX, int64)
+    for d in range(_RADIX):
+        nxt[d] = offs[d * nchunks + c]
+    n = src.shape[0]
+    lo = c * chunk
+    hi = min(lo + chunk, n)
+    for i in range(lo, hi):
+        k = _radix_key(src[i], top)
+        d = (k >> shift) & (_RADIX - 1)
+        j = nxt[d]
+        nxt[d] = j + 1
+        p = i if first else pos[i]
+        if last:
+            keys_fin[j] = MAXKEY if k == top else k
+            pos_fin[j] = p
+        else:
+            keys_tmp[j] = k
+            pos_tmp[j] = p
+
+
+def sort_keys(flat, bound=None):
     """Stable sort of a 1-d device array of integer keys; negative keys (padding) are dropped to the end.
 
-    Returns ``(keys, pos)``: int64 device arrays of a power-of-two length ``L >= len(flat)``; ``keys`` ascending
-    (padding as ``MAXKEY``), ``pos`` the original positions, ascending within equal keys. A bitonic network:
-    ``log2(L)·(log2(L)+1)/2`` launches of ``L`` threads, no data-dependent branching, no atomics.
+    Returns ``(keys, pos)``: int64 device arrays of length ``len(flat)``; ``keys`` ascending (padding as
+    ``MAXKEY``), ``pos`` the original positions, ascending within equal keys. ``bound``, if given, is an exclusive
+    upper bound on the keys (keys ``>= bound`` are treated as padding) and sets the number of passes; without it
+    the largest key is found on the device and passes past its highest digit return at once (no host copy).
+
+    An LSD radix sort of 4-bit digits over the keys ``0..top`` (``top = bound`` or max key + 1 standing for the
+    padding): ``ceil(bits(top) / 4)`` passes, each a per-chunk digit count, a prefix sum of the digit-major
+    histogram and a stable scatter. No atomics on the data path; the result is the same on every run.
     """
     n = flat.shape[0]
-    L = 1 << (max(n, 1) - 1).bit_length()
-    keys = cuda.device_array(L, dtype=np.int64)
-    pos = cuda.device_array(L, dtype=np.int64)
-    grid = _grid(L)
-    _pad_keys[grid](flat, keys, pos)
-    k = 2
-    while k <= L:
-        j = k // 2
-        while j > 0:
-            _bitonic_step[grid](keys, pos, int64(j), int64(k))
-            j //= 2
-        k *= 2
-    return keys, pos
+    if n == 0:
+        return cuda.device_array(0, np.int64), cuda.device_array(0, np.int64)
+    if bound is None:
+        topd = full(1, -1, np.int64)
+        _max_key[min(_PARTS, -(-n // _RED)), _RED](flat, topd)
+        _top_from_max[1, 1](topd)
+        bits = int(np.iinfo(flat.dtype).max).bit_length()  # passes past top's highest digit do nothing
+    else:
+        top = min(max(0, int(bound)), MAXKEY)
+        topd = full(1, top, np.int64)
+        bits = top.bit_length()
+    passes = max(1, -(-bits // _DIGIT))
+    chunk = max(_CHUNK, -(-n // _MAX_CHUNKS))
+    nchunks = -(-n // chunk)
+    hist = cuda.device_array(_RADIX * nchunks, np.int64)
+    scratch = _scan_scratch(hist.shape[0])
+    total = cuda.device_array(1, np.int64)
+    fin = (cuda.device_array(n, np.int64), cuda.device_array(n, np.int64))
+    tmp = [(cuda.device_array(n, np.int64), cuda.device_array(n, np.int64)) for _ in range(min(passes - 1, 2))]
+    tmp = tmp or [fin]
+    grid = _grid(nchunks)
+    src, pos = flat, fin[1]  # pos is not read by the first pass
+    chunk64 = int64(chunk)
+    for p in range(passes):
+        keys_tmp, pos_tmp = tmp[p % len(tmp)]
+        shift = int64(p * _DIGIT)
+        _radix_count[grid](src, topd, shift, chunk64, hist)
+        exclusive_scan(hist, hist, total, 0, scratch)
+        _radix_scatter[grid](src, pos, p == 0, topd, shift, chunk64, hist, keys_tmp, pos_tmp, fin[0], fin[1])
+        src, pos = keys_tmp, pos_tmp
+    return fin
 
 
 @cuda.jit
@@ -287,45 +480,6 @@ def _segment_flags(keys, flags, counts):
 
 
 @cuda.jit
-def _exclusive_scan(flags, out, counts):
-    """One block: out = exclusive prefix sums of flags; counts[1] = total. Each thread scans a contiguous chunk."""
-    tid = cuda.threadIdx.x
-    n = flags.shape[0]
-    chunk = (n + _RED - 1) // _RED
-    lo = min(tid * chunk, n)
-    hi = min(lo + chunk, n)
-    buf = cuda.shared.array(_RED, int64)
-    s = int64(0)
-    for i in range(lo, hi):
-        s += flags[i]
-    buf[tid] = s
-    cuda.syncthreads()
-    if tid == 0:
-        acc = int64(0)
-        for t in range(_RED):
-            v = buf[t]
-            buf[t] = acc
-            acc += v
-        counts[1] = acc
-    cuda.syncthreads()
-    acc = buf[tid]
-    for i in range(lo, hi):
-        out[i] = acc
-        acc += flags[i]
-
-
-def offsets_from_counts(counts):
-    """int64 CSR offsets ``[0, c0, c0 + c1, ..., Σ c]`` [n + 1] of a 1-d int64 device array of counts (a one-block
-    scan: the same sums on every run)."""
-    n = counts.shape[0]
-    offsets = cuda.device_array(n + 1, dtype=np.int64)
-    total = cuda.device_array(2, dtype=np.int64)
-    _exclusive_scan[1, _RED](counts, offsets[:n], total)
-    copy_into(total[1:], offsets, n)
-    return offsets
-
-
-@cuda.jit
 def _compact(keys, pos, flags, slot, nvalid, ncols, rows, starts, order, major):
     i = cuda.grid(1)
     if i >= nvalid:
@@ -340,20 +494,23 @@ def _compact(keys, pos, flags, slot, nvalid, ncols, rows, starts, order, major):
         starts[slot[i] + flags[i]] = nvalid
 
 
-def group_by_row(flat, ncols=1):
+def group_by_row(flat, ncols=1, bound=None):
     """Device twin of the CPU ``group_by_row``: group the non-negative entries of ``flat`` by value, stably.
 
     Returns device arrays ``rows`` (sorted distinct values) [R], ``starts`` [R + 1], ``order`` (positions in
     ``flat``, grouped) [V] and ``major`` (``order // ncols``) [V]. Reads back the counts ``R`` and ``V`` (two
-    int64 scalars: the output shapes depend on them).
+    int64 scalars: the output shapes depend on them). ``bound``: as in :func:`sort_keys`.
     """
-    keys, pos = sort_keys(flat)
+    keys, pos = sort_keys(flat, bound)
     L = keys.shape[0]
+    if L == 0:
+        return (cuda.device_array(0, np.int64), full(1, 0, np.int64), cuda.device_array(0, np.int64),
+                cuda.device_array(0, np.int64))
     flags = cuda.device_array(L, dtype=np.int64)
     counts = cuda.device_array(2, dtype=np.int64)
     _segment_flags[_grid(L)](keys, flags, counts)
     slot = cuda.device_array(L, dtype=np.int64)
-    _exclusive_scan[1, _RED](flags, slot, counts)
+    exclusive_scan(flags, slot, counts, 1)
     V, R = (int(c) for c in counts.copy_to_host())
     rows = cuda.device_array(R, dtype=np.int64)
     starts = cuda.device_array(R + 1, dtype=np.int64)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import cuda, float64, int64, uint64
 
 from . import arrays
+from .grid import grid2, shape2
 from .rng import hash3
 
 HARDEST = 0
@@ -198,7 +199,7 @@ def _offer(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, 
 @cuda.jit(cache=True)
 def block_dot(unit, pool, start, S):
     """S[b, j] = <unit[b], pool[start + j]> (one thread per entry, accumulated in float64)."""
-    j, b = cuda.grid(2)
+    j, b = grid2()
     if b >= S.shape[0] or j >= S.shape[1]:
         return
     acc = float64(0.0)
@@ -291,8 +292,7 @@ def launch_mine(unit, pool, inv_pool, block, args, caps, out, threads=None):
     for start in range(0, P, block):
         m = min(block, P - start)
         S = d_S if m == block else cuda.device_array((B, m), np.float64)
-        grid = (math.ceil(m / 16), math.ceil(B / 4))
-        block_dot[grid, (16, 4)](unit, pool, start, S)
+        block_dot[shape2(m, B, (16, 4)), (16, 4)](unit, pool, start, S)
         topk_block[b1, threads](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab, bool(use_labels),
                                 pool_mask, bool(use_mask), excl, ptr, *heaps)
     finalize[b1, threads](mode, *heaps, out)

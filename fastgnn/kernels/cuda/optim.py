@@ -7,6 +7,12 @@ device arrays (rows, chains and gradients of the row kernels may be host arrays:
 :func:`row_chains` builds the row kernels' chains from device row ids on the device (a stable sort), so device
 rows need no host round trip; its ``ufirst`` has one entry per id, ``-1`` where an id does not start a group
 (the row kernels skip those).
+
+Guarded steps (``nonfinite="raise"``/``"skip"``): :class:`StepGuard` holds a reusable device status word. The
+gradients are scanned into it (:meth:`StepGuard.scan`), the ``*_flat_guarded`` updates are queued behind the scan
+on the same stream and return at once when the word is set (parameters and state keep the last good values),
+and the word is read back once, after the update is queued: one synchronisation per step, no host round trip
+between the scan and the update.
 """
 import math
 
@@ -15,6 +21,7 @@ from numba import cuda, float64
 
 from . import arrays
 from .arrays import block_tree
+from .grid import grid2, shape2
 
 _THREADS = 256
 _ROW_TX = 32  # threads over a row's columns
@@ -23,9 +30,13 @@ _ROW_TY = 8  # distinct rows per block
 
 @cuda.jit(device=True, inline=True)
 def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first):
+    # p[i] is loaded before the store to buf: the compiler cannot prove that p and buf do not alias, so a load
+    # of p[i] written after ``buf[bi] = b`` waits for that store and costs a second, serial trip to memory per
+    # thread (half the loads in flight of a kernel that is bound by memory latency x bandwidth)
+    pi = p[i]
     gi = -g if maximize else g
     if wd != 0:
-        gi = gi + wd * p[i]
+        gi = gi + wd * pi
     if momentum != 0:
         if first:
             b = gi
@@ -36,27 +47,29 @@ def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maxi
             gi = gi + momentum * b
         else:
             gi = b
-    p[i] = p[i] + neg_lr * gi
+    p[i] = pi + neg_lr * gi
 
 
 @cuda.jit(device=True, inline=True)
 def _adam_elem(p, g, m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
+    # every load before the first store (see _sgd_elem)
     pi = p[i]
+    mi = m[i]
+    vi = v[i]
+    mx = vmax[i] if amsgrad else mi
     if decay != 1:
         pi = pi * decay
     gi = g
     if wd != 0:
         gi = gi + wd * pi
-    mi = m[i]
     if w < 0.5:
         mi = mi + w * (gi - mi)
     else:
         mi = gi - (gi - mi) * one_m_w
-    vi = v[i] * beta2 + (one_m_b2 * gi) * gi
+    vi = vi * beta2 + (one_m_b2 * gi) * gi
     m[i] = mi
     v[i] = vi
     if amsgrad:
-        mx = vmax[i]
         if mx > vi or mx != mx:
             vi = mx
         vmax[i] = vi
@@ -76,6 +89,40 @@ def adam_flat(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2,
     i = cuda.grid(1)
     if i < p.size:
         _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+
+
+@cuda.jit(cache=True)
+def sgd_flat_guarded(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, flag):
+    """:func:`sgd_flat` that writes nothing when ``flag[0] != 0`` (a non-finite gradient was found)."""
+    i = cuda.grid(1)
+    if i < p.size and flag[0] == 0:
+        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+
+
+@cuda.jit(cache=True)
+def adam_flat_guarded(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad,
+                      flag):
+    """:func:`adam_flat` that writes nothing when ``flag[0] != 0`` (a non-finite gradient was found)."""
+    i = cuda.grid(1)
+    if i < p.size and flag[0] == 0:
+        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+
+
+@cuda.jit(cache=True)
+def _nonfinite_code(x, flag, code):
+    # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none); the plain read
+    # first keeps an all-NaN array from queueing millions of atomics on one word
+    i = cuda.grid(1)
+    if i < x.size:
+        y = x[i]
+        if (math.isnan(y) or math.isinf(y)) and flag[0] < code:
+            cuda.atomic.max(flag, 0, code)
+
+
+@cuda.jit(cache=True)
+def _zero_flag(flag):
+    if cuda.grid(1) == 0:
+        flag[0] = 0
 
 
 @cuda.jit(cache=True)
@@ -126,8 +173,7 @@ def _clamp(x, lo, hi):
 
 @cuda.jit(cache=True)
 def sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
-    k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    u = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    k, u = grid2()
     if u >= nu or k >= p.shape[1]:
         return
     i = ufirst[u]
@@ -147,8 +193,7 @@ def sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_
 @cuda.jit(cache=True)
 def adam_rows(p, rows, grads, ufirst, nxt, nu, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay,
               amsgrad):
-    k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    u = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    k, u = grid2()
     if u >= nu or k >= p.shape[1]:
         return
     i = ufirst[u]
@@ -169,17 +214,63 @@ def _blocks(n):
     return max(1, math.ceil(n / _THREADS))
 
 
-def launch_sgd(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
-    """SGD on flat device arrays (``buf`` may be empty when ``momentum == 0``)."""
-    if p.size:
+def launch_sgd(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, flag=None):
+    """SGD on flat device arrays (``buf`` may be empty when ``momentum == 0``); with a device status word ``flag``
+    (a :class:`StepGuard`'s) the update is skipped on the device when the word is set."""
+    if not p.size:
+        return
+    if flag is None:
         sgd_flat[_blocks(p.size), _THREADS](p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize)
+    else:
+        sgd_flat_guarded[_blocks(p.size), _THREADS](p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov,
+                                                    maximize, flag)
 
 
-def launch_adam(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
-    """Adam/AdamW/AMSGrad on flat device arrays (``vmax`` may be empty without AMSGrad)."""
-    if p.size:
+def launch_adam(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad,
+                flag=None):
+    """Adam/AdamW/AMSGrad on flat device arrays (``vmax`` may be empty without AMSGrad); ``flag`` as in
+    :func:`launch_sgd`."""
+    if not p.size:
+        return
+    if flag is None:
         adam_flat[_blocks(p.size), _THREADS](p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd,
                                             decay, amsgrad)
+    else:
+        adam_flat_guarded[_blocks(p.size), _THREADS](p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2,
+                                                     eps, wd, decay, amsgrad, flag)
+
+
+class StepGuard:
+    """A reusable device status word for guarded steps, and the pinned host word it is read into.
+
+    Per step: :meth:`begin`, :meth:`scan` each gradient with its code, queue the ``*_flat_guarded`` updates with
+    :attr:`flag`, then :meth:`finish` reads the word back (the step's one synchronisation) and returns the
+    largest code of a non-finite gradient, or 0. The word is zeroed on the device, only when it may be set: a
+    clean step leaves it 0, so the usual step launches no reset.
+    """
+
+    def __init__(self):
+        self.flag = cuda.device_array(1, np.int32)
+        self._host = cuda.pinned_array(1, np.int32)
+        self._dirty = True  # unknown contents: zero before the next scan
+
+    def begin(self):
+        if self._dirty:
+            _zero_flag[1, 1](self.flag)
+        self._dirty = True  # until finish() has seen it clean (an exception in between leaves it for a reset)
+
+    def scan(self, x, code):
+        """Raise the word to ``code`` (a positive int32) if the flat device array ``x`` holds a NaN/inf."""
+        if x.size:
+            _nonfinite_code[_blocks(x.size), _THREADS](x, self.flag, code)
+
+    def finish(self) -> int:
+        self.flag.copy_to_host(self._host)
+        code = int(self._host[0])
+        if code:
+            _zero_flag[1, 1](self.flag)
+        self._dirty = False
+        return code
 
 
 def has_nonfinite(x) -> bool:
@@ -214,7 +305,7 @@ def launch_clamp(x, lo, hi):
 
 
 def _row_grid(nu, d):
-    return (max(1, math.ceil(d / _ROW_TX)), max(1, math.ceil(nu / _ROW_TY))), (_ROW_TX, _ROW_TY)
+    return shape2(d, nu, (_ROW_TX, _ROW_TY)), (_ROW_TX, _ROW_TY)
 
 
 def _dev(a):

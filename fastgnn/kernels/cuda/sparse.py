@@ -1,7 +1,8 @@
 """CUDA twin of ``kernels/cpu/sparse.py`` (same argument order)."""
-import math
 
 from numba import cuda, float32
+
+from .grid import grid2, shape2
 
 # A block covers 32 feature columns x 8 rows: the 32 threads of a warp read consecutive columns of
 # the same neighbour row, so each gather of X is one coalesced transaction.
@@ -11,8 +12,7 @@ _TY = 8
 
 @cuda.jit(cache=True)
 def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, X, out):
-    k = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    i = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
+    k, i = grid2()
     n = indptr.shape[0] - 1
     d = X.shape[1]
     if i >= n or k >= d:
@@ -35,5 +35,4 @@ def launch_spmm(indptr, indices, weights, has_weights, mode, row_scale, col_scal
     d = X.shape[1]
     if n == 0 or d == 0:
         return
-    grid = (math.ceil(d / _TX), math.ceil(n / _TY))
-    spmm_csr[grid, (_TX, _TY)](indptr, indices, weights, has_weights, mode, row_scale, col_scale, X, out)
+    spmm_csr[shape2(d, n, (_TX, _TY)), (_TX, _TY)](indptr, indices, weights, has_weights, mode, row_scale, col_scale, X, out)

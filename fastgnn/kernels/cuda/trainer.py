@@ -11,12 +11,13 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from .grid import grid2
 from .losses import EPS, launch1, launch2
 
 
 @cuda.jit
 def _gather_rows(table, idx, out):
-    t, r = cuda.grid(2)
+    t, r = grid2()
     if r < out.shape[0] and t < out.shape[1]:
         out[r, t] = table[idx[r], t]
 

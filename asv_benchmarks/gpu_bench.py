@@ -1,0 +1,486 @@
+"""GPU figures for the CUDA backend (issue 8): fastgnn on CUDA beside fastgnn's CPU backend and PyTorch CUDA,
+all on the same machine, ratios from one run.
+
+    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu]
+
+Cases (all by default):
+
+    copy      device-to-device copy of 1 GiB (numba and torch): the bandwidth ceiling, bytes read + written
+    optim     one step of fused Adam / AdamW / AMSGrad / SGD-Nesterov over one 64M-element float32 tensor:
+              fastgnn (default non-finite check, and "propagate") vs torch.optim(fused=True); the share of
+              the copy bandwidth counts 28 bytes per parameter (AMSGrad 36, SGD with momentum 20)
+    infonce   info_nce with index negatives, B=65,536, K=64, D=128, N=10^7 table, forward + backward
+              (row-sparse table gradient, or added into a dense device buffer) vs the PyTorch CUDA recipe
+              (gather, normalise, bmm, cross-entropy, backward with a dense table gradient)
+    skipgram  DeepWalk end to end (walks + skip-gram) on a 10^6-node planted partition, 1 walk of 40 per
+              node, window 10, negative 1, dim 128, 1 epoch; fastgnn CUDA vs fastgnn CPU (this machine)
+    miner     HardNegativeMiner("hardest"), 4,096 anchors x 1M pool x 128, K=64 vs blocked torch mm + topk
+    khop      k_hop k=2, 10k sources of a 200k-node / 2M-edge graph, CUDA vs CPU backend
+    dispatch  what resolving the backend costs per call with a GPU present (target < 5 us)
+
+Times are medians of 5 timed batches (each batch at least ~0.2 s of calls, the device synchronised before
+and after; JIT compilation and first-touch allocation happen in an untimed warm-up call). ``--smoke`` shrinks
+every size so the script runs in seconds (also under ``NUMBA_ENABLE_CUDASIM=1``). Each case also checks its
+answer against the peer (or the CPU backend) and prints the largest relative difference.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+SMOKE = False
+
+
+def size(full, smoke):
+    return smoke if SMOKE else full
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+SYNC = True
+
+
+def _sync():
+    if SYNC:
+        from numba import cuda
+
+        cuda.synchronize()
+
+
+def timeit(fn, rounds=5, min_batch=0.2):
+    """Median and min seconds per call: ``fn`` once untimed, then ``rounds`` batches of back-to-back calls."""
+    fn()
+    _sync()
+    t = time.perf_counter()
+    fn()
+    _sync()
+    one = max(time.perf_counter() - t, 1e-7)
+    reps = 1 if SMOKE else max(1, min(1000, int(min_batch / one)))
+    samples = []
+    for _ in range(1 if SMOKE else rounds):
+        _sync()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        _sync()
+        samples.append((time.perf_counter() - t) / reps)
+    return statistics.median(samples), min(samples)
+
+
+ROWS = []
+
+
+def row(case, impl, seconds, extra="", **data):
+    med, mn = seconds if isinstance(seconds, tuple) else (seconds, seconds)
+    ROWS.append(dict(case=case, impl=impl, median_ms=med * 1e3, min_ms=mn * 1e3, extra=extra, **data))
+    print(f"{case:10s} {impl:44s} {med * 1e3:11.3f} ms (min {mn * 1e3:11.3f})  {extra}", flush=True)
+
+
+def randn(shape, seed, dtype=np.float32):
+    """A device array of standard normals (drawn on the GPU by torch when it is there, else on the host)."""
+    from numba import cuda
+
+    torch = _torch()
+    if torch is not None:
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        t = torch.randn(shape, generator=g, device="cuda", dtype=getattr(torch, np.dtype(dtype).name))
+        return cuda.as_cuda_array(t), t
+    a = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    return cuda.to_device(a), None
+
+
+def zeros(shape):
+    from numba import cuda
+
+    torch = _torch()
+    if torch is not None:
+        t = torch.zeros(shape, device="cuda")
+        return cuda.as_cuda_array(t), t
+    return cuda.to_device(np.zeros(shape, np.float32)), None
+
+
+def randint(high, shape, seed):
+    from numba import cuda
+
+    torch = _torch()
+    if torch is not None:
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        t = torch.randint(0, high, shape, generator=g, device="cuda")
+        return cuda.as_cuda_array(t), t
+    return cuda.to_device(np.random.default_rng(seed).integers(0, high, shape)), None
+
+
+def relerr(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+# ------------------------------------------------------------------------------------------------ cases
+BANDWIDTH = {}
+
+
+def case_copy(args):
+    from numba import cuda
+
+    n = size(256 << 20, 256)  # float32 elements: 1 GiB
+    src, keep = randn(n, 0)
+    dst = cuda.device_array(n, np.float32)
+    t = timeit(lambda: dst.copy_to_device(src))
+    bw = 2 * 4 * n / t[0] / 1e9
+    BANDWIDTH["numba"] = bw
+    row("copy", "numba device-to-device", t, f"{bw:8.1f} GB/s (read + write)", gbps=bw)
+    torch = _torch()
+    if torch is not None:
+        a = torch.randn(n, device="cuda")
+        b = torch.empty_like(a)
+        t = timeit(lambda: b.copy_(a))
+        bw = 2 * 4 * n / t[0] / 1e9
+        BANDWIDTH["torch"] = bw
+        row("copy", "torch copy_", t, f"{bw:8.1f} GB/s (read + write)", gbps=bw)
+    del keep
+
+
+BYTES = {"adam": 28, "adamw": 28, "amsgrad": 36, "sgd_nesterov": 20}
+
+
+def _fastgnn_opt(kind, params, nonfinite):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from benchmarks.optim import _ours
+
+    return _ours(kind, params, nonfinite)
+
+
+def _torch_opt(torch, kind, params):
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "amsgrad": torch.optim.Adam,
+           "sgd_nesterov": torch.optim.SGD}[kind]
+    kw = {"amsgrad": {"amsgrad": True}, "sgd_nesterov": {"momentum": 0.9, "nesterov": True}}.get(kind, {})
+    return cls(params, lr=1e-3, fused=True, **kw)
+
+
+def case_optim(args):
+    from numba import cuda
+
+    n = size(64 << 20, 256)
+    torch = _torch()
+    ceiling = BANDWIDTH.get("numba") or BANDWIDTH.get("torch")
+    for kind in ("adam", "adamw", "amsgrad", "sgd_nesterov"):
+        p0, keep_p = randn(n, 1)
+        g, keep_g = randn(n, 2)
+        times = {}
+        for check in ("raise", "propagate"):
+            p = cuda.device_array(n, np.float32)
+            p.copy_to_device(p0)
+            opt = _fastgnn_opt(kind, [p], check)
+            t = timeit(lambda: opt.step([g]))
+            times[check] = t[0]
+            bw = BYTES[kind] * n / t[0] / 1e9
+            share = f" = {100 * bw / ceiling:5.1f}% of copy" if ceiling else ""
+            row("optim", f"fastgnn cuda {kind} ({check})", t, f"{bw:8.1f} GB/s{share}", gbps=bw)
+            del p, opt
+        if torch is not None:
+            tp = torch.as_tensor(p0, device="cuda").clone()
+            tg = torch.as_tensor(g, device="cuda")
+            tp.grad = tg.clone()
+            opt = _torch_opt(torch, kind, [tp])
+            t = timeit(opt.step)
+            bw = BYTES[kind] * n / t[0] / 1e9
+            share = f" = {100 * bw / ceiling:5.1f}% of copy" if ceiling else ""
+            row("optim", f"torch cuda {kind} fused", t,
+                f"{bw:8.1f} GB/s{share}; torch/fastgnn {t[0] / times['raise']:.2f}x (check) "
+                f"{t[0] / times['propagate']:.2f}x (propagate)", gbps=bw)
+            # same first step from the same start: the answers must agree
+            m = min(n, 1 << 20)
+            q = torch.as_tensor(p0, device="cuda")[:m].clone()
+            q.grad = tg[:m].clone()
+            o = _torch_opt(torch, kind, [q])
+            o.step()
+            p = cuda.to_device(np.asarray(p0.copy_to_host()[:m]))
+            _fastgnn_opt(kind, [p], "raise").step([g[:m]])
+            print(f"           check {kind}: one step vs torch, max rel diff "
+                  f"{relerr(p.copy_to_host() - p0.copy_to_host()[:m], (q - tp.new_tensor(p0.copy_to_host()[:m])).cpu().numpy()):.2e}"
+                  " (of the update)", flush=True)
+            del tp, tg, opt, q, o
+            torch.cuda.empty_cache()
+        if not args.no_cpu and kind == "adam":
+            hp = p0.copy_to_host()[: size(16_000_000, 4096)]
+            hg = g.copy_to_host()[: hp.size]
+            opt = _fastgnn_opt(kind, [hp], "raise")
+            t = timeit(lambda: opt.step([hg]), rounds=3)
+            bw = BYTES[kind] * hp.size / t[0] / 1e9
+            row("optim", f"fastgnn cpu {kind} (raise), 16M", t, f"{bw:8.1f} GB/s", gbps=bw)
+        del keep_p, keep_g
+
+
+def case_infonce(args):
+    from numba import cuda
+
+    from fastgnn.losses import info_nce
+
+    B, K, D, N = size((65_536, 64, 128, 10_000_000), (16, 4, 8, 100))
+    tau = 0.07
+    A, kA = randn((B, D), 10)
+    P, kP = randn((B, D), 11)
+    T, kT = randn((N, D), 12)
+    ids, kI = randint(N, (B, K), 13)
+    res = {}
+
+    def sparse():
+        res["s"] = info_nce(A, P, ids, table=T, temperature=tau)
+
+    t_sparse = timeit(sparse)
+    row("infonce", "fastgnn cuda (row-sparse table grad)", t_sparse)
+    buf, kB = zeros((N, D))
+
+    def dense():
+        res["d"] = info_nce(A, P, ids, table=T, temperature=tau, table_grad=buf)
+
+    t_dense = timeit(dense)
+    row("infonce", "fastgnn cuda (dense table_grad buffer)", t_dense)
+    # where the time goes: the stable grouping of the ids, and the per-anchor kernel alone
+    from fastgnn.kernels.cuda import arrays as ka
+    from fastgnn.kernels.cuda import losses as kl
+
+    flat = ids.reshape(B * K) if hasattr(ids, "reshape") else ids
+    row("infonce", "  part: arrays.group_by_row(ids, bound=N)", timeit(lambda: ka.group_by_row(flat, K, bound=N)))
+    sc = [cuda.device_array((B, K + 1), np.float64) for _ in range(3)]
+    outs = [cuda.device_array(B, np.float32), cuda.device_array((B, D), np.float32),
+            cuda.device_array((B, D), np.float32), cuda.device_array((B, K), np.float64),
+            cuda.device_array((B, K), np.float64), cuda.device_array(B, np.int64)]
+    w = ka.full(B, 1.0 / B)
+    row("infonce", "  part: per-anchor kernel, 32 lanes per anchor", timeit(lambda: kl.launch_info_nce_rows(
+        A, P, T, ids, 1.0 / tau, True, w, *outs, *sc)))
+    if hasattr(kl, "_info_nce_rows"):
+        row("infonce", "  part: per-anchor kernel, 1 thread per anchor", timeit(lambda: kl.launch1(
+            kl._info_nce_rows, B, A, P, T, ids, 1.0 / tau, True, w, *outs, *sc)))
+    del sc, outs
+    del buf, kB
+    torch = _torch()
+    if torch is not None:
+        F = torch.nn.functional
+        a = torch.as_tensor(A, device="cuda").clone().requires_grad_(True)
+        p = torch.as_tensor(P, device="cuda").clone().requires_grad_(True)
+        tt = torch.as_tensor(T, device="cuda").clone().requires_grad_(True)
+        ti = torch.as_tensor(ids, device="cuda")
+        target = torch.zeros(B, dtype=torch.long, device="cuda")
+        out = {}
+
+        def recipe():
+            a.grad = p.grad = tt.grad = None
+            an = F.normalize(a, dim=1)
+            pn = F.normalize(p, dim=1)
+            nn_ = F.normalize(tt[ti], dim=2)
+            logits = torch.cat([(an * pn).sum(1, keepdim=True), torch.bmm(nn_, an.unsqueeze(2)).squeeze(2)], 1)
+            loss = F.cross_entropy(logits / tau, target)
+            loss.backward()
+            out["loss"] = loss
+
+        t = timeit(recipe)
+        row("infonce", "torch cuda recipe (dense table grad)", t,
+            f"fastgnn speed-up {t[0] / t_sparse[0]:.2f}x (sparse) {t[0] / t_dense[0]:.2f}x (dense)")
+        loss, grads = res["s"]
+        rows, vals = grads["table"]
+        rows = rows.copy_to_host() if hasattr(rows, "copy_to_host") else np.asarray(rows)
+        ref_t = tt.grad[torch.as_tensor(rows, device="cuda")].cpu().numpy()
+        print(f"           check: loss {loss:.6f} vs torch {out['loss'].item():.6f}; rel diff anchors grad "
+              f"{relerr(grads['anchors'].copy_to_host(), a.grad.cpu().numpy()):.2e}, positives "
+              f"{relerr(grads['positives'].copy_to_host(), p.grad.cpu().numpy()):.2e}, table rows "
+              f"{relerr(vals.copy_to_host(), ref_t):.2e}", flush=True)
+        del a, p, tt, ti, out
+        torch.cuda.empty_cache()
+    if not args.no_cpu:
+        hA, hP, hT, hI = A.copy_to_host(), P.copy_to_host(), T.copy_to_host(), ids.copy_to_host()
+        t = timeit(lambda: info_nce(hA, hP, hI, table=hT, temperature=tau, backend="cpu"), rounds=3)
+        row("infonce", "fastgnn cpu (row-sparse table grad)", t, f"cuda speed-up {t[0] / t_sparse[0]:.1f}x")
+        lc, _ = info_nce(hA, hP, hI, table=hT, temperature=tau, backend="cpu")
+        print(f"           check: loss cuda {res['s'][0]:.7f} vs cpu {lc:.7f}", flush=True)
+    del kA, kP, kT, kI
+
+
+def case_skipgram(args):
+    from fastgnn import DeepWalk
+    from fastgnn.datasets import planted_partition
+
+    n = size(1_000_000, 100)
+    t0 = time.perf_counter()
+    g = planted_partition(n, size(1000, 4), 10.0, 0.8, seed=0).graph
+    print(f"           graph: {g.num_nodes} nodes, {g.num_edges} edges, built in {time.perf_counter() - t0:.1f} s",
+          flush=True)
+    cfg = dict(walk_length=size(40, 4), walks_per_node=1, vector_size=size(128, 4), window=10, negative=1, epochs=1)
+    small = planted_partition(size(200, 20), 4, 4.0, 0.9, seed=1).graph
+    backends = ([] if args.cpu_only else ["cuda"]) + ([] if args.no_cpu else ["cpu"])
+    words = n * cfg["walk_length"] * cfg["epochs"]
+    from fastgnn.walks import random_walks
+
+    for be in backends:
+        if be == "cuda":
+            random_walks(small, 5, 1, seed=0, backend="cuda", output="device")
+            row("skipgram", "  part: random_walks on cuda (device output)", timeit(
+                lambda: random_walks(g, cfg["walk_length"], 1, seed=0, backend="cuda", output="device"), rounds=3))
+        extra = dict(batch_words=200) if be == "cuda" else dict(workers=args.workers or os.cpu_count())
+        DeepWalk(small, **dict(cfg, walk_length=5), seed=0, backend=be, **extra).fit()  # compile outside
+        reps = 1 if be == "cpu" else 3
+        ts = []
+        for r in range(reps):
+            _sync()
+            t = time.perf_counter()
+            DeepWalk(g, **cfg, seed=r, backend=be, **extra).fit()
+            _sync()
+            ts.append(time.perf_counter() - t)
+        med = statistics.median(ts)
+        row("skipgram", f"fastgnn {be} DeepWalk.fit (walks + train)", (med, min(ts)),
+            f"{words / med / 1e6:8.2f} M words/s end to end", words_per_s=words / med)
+
+
+def case_miner(args):
+    from fastgnn.mining import HardNegativeMiner
+
+    B, Pn, D, K = size((4096, 1_000_000, 128, 64), (8, 300, 8, 4))
+    A, kA = randn((B, D), 20)
+    Pool, kP = randn((Pn, D), 21)
+    miner = HardNegativeMiner("hardest", num_negatives=K, seed=0)
+    res = {}
+
+    def mine():
+        res["ids"] = miner.mine(A, None, Pool)
+
+    t_ours = timeit(mine, rounds=3)
+    row("miner", "fastgnn cuda HardNegativeMiner hardest", t_ours, f"{B * Pn / t_ours[0] / 1e9:6.1f} G sims/s")
+    torch = _torch()
+    if torch is not None:
+        a = torch.as_tensor(A, device="cuda")
+        pool = torch.as_tensor(Pool, device="cuda")
+        block = size(65536, 500)
+
+        def recipe():
+            with torch.no_grad():
+                an = torch.nn.functional.normalize(a, dim=1)
+                best_v = best_i = None
+                for start in range(0, pool.shape[0], block):
+                    blk = torch.nn.functional.normalize(pool[start:start + block], dim=1)
+                    v, i = torch.topk(an @ blk.T, K, dim=1)
+                    i += start
+                    if best_v is not None:
+                        v, j = torch.topk(torch.cat([best_v, v], 1), K, dim=1)
+                        i = torch.gather(torch.cat([best_i, i], 1), 1, j)
+                    best_v, best_i = v, i
+                res["torch"] = best_i
+
+        prev = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as fastgnn
+        t = timeit(recipe, rounds=3)
+        torch.backends.cuda.matmul.allow_tf32 = prev
+        row("miner", "torch cuda blocked mm + topk (fp32)", t, f"fastgnn speed-up {t[0] / t_ours[0]:.2f}x")
+        ours = np.sort(res["ids"].copy_to_host(), 1)
+        ref = np.sort(res["torch"].cpu().numpy(), 1)
+        print(f"           check: rows with the same id set as torch {np.mean((ours == ref).all(1)):.4f}", flush=True)
+    if not args.no_cpu:
+        hA, hP = A.copy_to_host(), Pool.copy_to_host()
+        cpu = HardNegativeMiner("hardest", num_negatives=K, seed=0, backend="cpu")
+        t = timeit(lambda: cpu.mine(hA, None, hP), rounds=2)
+        row("miner", "fastgnn cpu HardNegativeMiner hardest", t, f"cuda speed-up {t[0] / t_ours[0]:.1f}x")
+    del kA, kP
+
+
+def case_khop(args):
+    from numba import cuda
+
+    from fastgnn import Graph
+    from fastgnn.mining import k_hop
+
+    rng = np.random.default_rng(0)
+    n, m = size(200_000, 100), size(2_000_000, 300)
+    g = Graph.from_edges(rng.integers(0, n, m), rng.integers(0, n, m), num_nodes=n)
+    sources = rng.choice(n, size(10_000, 5), replace=False)
+    d_src = cuda.to_device(sources)
+    t_cuda = timeit(lambda: k_hop(g, d_src, 2, 1))
+    row("khop", "fastgnn cuda k_hop k=2 (device sources)", t_cuda)
+    if not args.no_cpu:
+        t = timeit(lambda: k_hop(g, sources, 2, 1, backend="cpu"))
+        row("khop", "fastgnn cpu k_hop k=2", t, f"cuda speed-up {t[0] / t_cuda[0]:.2f}x")
+
+
+def case_dispatch(args):
+    from fastgnn import backend
+
+    backend.kernels("losses", backend.resolve(None))
+    n = size(20_000, 100)
+    samples = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(n):
+            backend.kernels("losses", backend.resolve(None))
+        samples.append((time.perf_counter() - t) / n)
+    row("dispatch", f"kernels(resolve(None)) -> {backend.resolve(None)}",
+        (statistics.median(samples), min(samples)), f"{statistics.median(samples) * 1e6:.2f} us per call")
+
+
+CASES = {"copy": case_copy, "dispatch": case_dispatch, "optim": case_optim, "infonce": case_infonce,
+         "miner": case_miner, "khop": case_khop, "skipgram": case_skipgram}
+
+
+def main(argv=None):
+    global SMOKE, SYNC
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("cases", nargs="*", help=f"any of {', '.join(CASES)} (default: all)")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--no-cpu", action="store_true", help="skip the CPU-backend rows")
+    ap.add_argument("--cpu-only", action="store_true", help="only the CPU rows of skipgram (no GPU needed)")
+    ap.add_argument("--workers", type=int, help="CPU threads of skipgram's CPU row (default: all cores)")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.cases) - set(CASES))
+    if unknown:
+        ap.error(f"unknown cases {unknown}; choose from {list(CASES)}")
+    args.cases = args.cases or list(CASES)
+    SMOKE = args.smoke
+    from fastgnn import backend
+
+    ok, why = backend.cuda_status()
+    if args.cpu_only:
+        ok, args.cases, SYNC = True, ["skipgram"], False
+    elif not ok:
+        print(f"SKIP: CUDA not usable: {why}")
+        return 0
+    from numba import cuda
+
+    if not args.cpu_only and not backend.simulator_enabled():
+        dev = cuda.get_current_device()
+        print(f"device: {dev.name.decode() if isinstance(dev.name, bytes) else dev.name}, "
+              f"cc {dev.compute_capability}, {dev.MULTIPROCESSOR_COUNT} SMs; cpu cores {os.cpu_count()}")
+    import numba
+
+    torch = _torch()
+    print(f"numba {numba.__version__}, numpy {np.__version__}, torch {torch.__version__ if torch else 'absent'}",
+          flush=True)
+    failed = []
+    for name in args.cases:
+        try:
+            CASES[name](args)
+        except Exception as exc:  # keep going: one device lease, every figure counts
+            import traceback
+
+            traceback.print_exc()
+            print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
+            failed.append(name)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(rows=ROWS, bandwidth=BANDWIDTH, failed=failed), fh, indent=1)
+    print("\nsummary")
+    for r in ROWS:
+        print(f"{r['case']:9s} {r['impl']:44s} {r['median_ms']:11.3f} ms  {r['extra']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The device radix sort and grouping (``kernels/cuda/arrays.py``) against NumPy references.
+
+Small chunk/block constants so that tiny inputs span several radix chunks, scan tiles and scan levels; under
+NUMBA_ENABLE_CUDASIM=1 every thread is a Python thread, so sizes stay small.
+"""
+import numpy as np
+import pytest
+from numba import cuda
+
+from fastgnn import backend as fb
+
+pytestmark = [
+    pytest.mark.skipif(not fb.cuda_available(), reason=fb.cuda_status()[1]),
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+]
+
+MAXKEY = np.iinfo(np.int64).max
+
+
+@pytest.fixture
+def ka(monkeypatch):
+    from fastgnn.kernels.cuda import arrays
+
+    if not _simulated():
+        return arrays  # compiled kernels: the shared/local array sizes are fixed at compile time
+    monkeypatch.setattr(arrays, "THREADS", 4)
+    monkeypatch.setattr(arrays, "_SCAN_T", 4)
+    monkeypatch.setattr(arrays, "_SCAN_PER", 2)  # tiles of 8 items: a 100-entry histogram scans on 3 levels
+    monkeypatch.setattr(arrays, "_CHUNK", 3)
+    monkeypatch.setattr(arrays, "_MAX_CHUNKS", 16)
+    monkeypatch.setattr(arrays, "_RED", 4)
+    monkeypatch.setattr(arrays, "_PARTS", 3)
+    return arrays
+
+
+def _simulated():
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def dev(x):
+    return cuda.to_device(np.ascontiguousarray(x)) if np.asarray(x).size else cuda.device_array(0, x.dtype)
+
+
+def ref_sort(x, bound=None):
+    x = np.asarray(x, np.int64)
+    pad = (x < 0) if bound is None else ((x < 0) | (x >= bound))
+    k = np.where(pad, MAXKEY, x)
+    pos = np.argsort(k, kind="stable")
+    return k[pos], pos
+
+
+def inputs(rng, n, dtype, hi):
+    x = rng.integers(-3, hi, n).astype(dtype)  # repeats and negative padding
+    return x
+
+
+SIZES = (0, 1, 29)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n", SIZES)
+def test_sort_keys_matches_numpy(ka, rng, n, dtype):
+    # without a bound an int64 sort runs all 16 passes (those past the top digit return at once): slow in the
+    # simulator, so one such case per size
+    for hi, bound in ((1, None), (5, 5), (300, None if dtype is np.int32 or n < 10 else 300), (300, 1300)):
+        x = inputs(rng, n, dtype, hi)
+        want_k, want_p = ref_sort(x)
+        k, p = ka.sort_keys(dev(x), bound)
+        assert k.dtype == np.int64 and p.dtype == np.int64 and k.shape == (n,) and p.shape == (n,)
+        np.testing.assert_array_equal(k.copy_to_host(), want_k)
+        np.testing.assert_array_equal(p.copy_to_host(), want_p)
+
+
+def test_sort_keys_bound_treats_larger_keys_as_padding(ka, rng):
+    x = rng.integers(-2, 40, 50)
+    k, p = ka.sort_keys(dev(x), 20)
+    want_k, want_p = ref_sort(x, 20)
+    np.testing.assert_array_equal(k.copy_to_host(), want_k)
+    np.testing.assert_array_equal(p.copy_to_host(), want_p)
+
+
+def test_sort_keys_edge_cases(ka, rng):
+    for x in (np.full(9, -1), np.zeros(9, np.int64), np.array([2 ** 40, 3, 2 ** 40, -5, 0]),
+              np.array([MAXKEY - 1, 0, -1, MAXKEY - 1]), np.arange(30)[::-1].copy()):
+        want_k, want_p = ref_sort(x)
+        k, p = ka.sort_keys(dev(x))
+        np.testing.assert_array_equal(k.copy_to_host(), want_k)
+        np.testing.assert_array_equal(p.copy_to_host(), want_p)
+    k, p = ka.sort_keys(dev(np.array([4, -1, 2])), 0)  # an empty key range: everything is padding
+    np.testing.assert_array_equal(k.copy_to_host(), [MAXKEY] * 3)
+    np.testing.assert_array_equal(p.copy_to_host(), [0, 1, 2])
+
+
+def ref_group(x, ncols):
+    x = np.asarray(x, np.int64)
+    valid = np.flatnonzero(x >= 0)
+    order = valid[np.argsort(x[valid], kind="stable")]
+    rows, counts = np.unique(x[valid], return_counts=True)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return rows, starts, order, order // ncols
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n", SIZES)
+def test_group_by_row_matches_numpy(ka, rng, n, dtype):
+    for hi, ncols, bound in ((1, 1, None), (6, 3, 6), (300, 4, None if dtype is np.int32 else 300)):
+        x = inputs(rng, n, dtype, hi)
+        want = ref_group(x, ncols)
+        got = ka.group_by_row(dev(x), ncols, bound=bound)
+        for w, g in zip(want, got):
+            assert g.dtype == np.int64
+            np.testing.assert_array_equal(g.copy_to_host(), w)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_key_starts_after_sort(ka, rng, n):
+    x = rng.integers(-2, 9, n)
+    k, _ = ka.sort_keys(dev(x))
+    starts = ka.key_starts(k, 9).copy_to_host()
+    np.testing.assert_array_equal(starts, np.searchsorted(np.sort(x[x >= 0]), np.arange(10)))
+
+
+@pytest.mark.parametrize("n", (0, 1, 8, 9, 65, 150))
+def test_exclusive_scan_and_offsets(ka, rng, n):
+    c = rng.integers(0, 5, n).astype(np.int64)
+    off = ka.offsets_from_counts(dev(c)).copy_to_host()
+    np.testing.assert_array_equal(off, np.concatenate([[0], np.cumsum(c)]))
+    x = dev(c) if n else cuda.device_array(0, np.int64)
+    total = dev(np.zeros(3, np.int64))
+    ka.exclusive_scan(x, x, total, 2)  # in place
+    np.testing.assert_array_equal(x.copy_to_host(), np.concatenate([[0], np.cumsum(c)])[:n])
+    np.testing.assert_array_equal(total.copy_to_host(), [0, 0, c.sum()])

@@ -1,0 +1,39 @@
+"""``asv_benchmarks/gpu_bench.py`` (the GPU figures of GPU_RESULTS.md) at its smoke sizes, so it never rots:
+under the simulator here, on a real GPU when there is one. The full sizes run only by hand on a GPU."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+from fastgnn import backend
+
+pytestmark = [
+    pytest.mark.skipif(not backend.cuda_available(), reason=backend.cuda_status()[1]),
+    pytest.mark.filterwarnings("ignore:overflow encountered in scalar:RuntimeWarning"),
+]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _script():
+    path = os.path.join(HERE, "..", "..", "asv_benchmarks", "gpu_bench.py")
+    spec = importlib.util.spec_from_file_location("gpu_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_bench_smoke(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert _script().main(["--smoke", "copy", "dispatch", "infonce", "khop", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["failed"] == []
+    cases = {r["case"] for r in data["rows"]}
+    assert {"copy", "dispatch", "infonce", "khop"} <= cases
+    assert all(r["median_ms"] > 0 for r in data["rows"])
+    assert "check: loss cuda" in capsys.readouterr().out  # the answer was compared with the CPU backend
+
+
+def test_gpu_bench_rejects_unknown_case():
+    with pytest.raises(SystemExit):
+        _script().main(["--smoke", "nope"])
