@@ -126,15 +126,6 @@ def _zero_flag(flag):
 
 
 @cuda.jit(cache=True)
-def _nonfinite_flag(x, flag):
-    i = cuda.grid(1)
-    if i < x.size:
-        y = x[i]
-        if y * 0 != 0:  # NaN or ±inf; every writer writes the same 1
-            flag[0] = 1
-
-
-@cuda.jit(cache=True)
 def _sumsq_blocks(x, out):
     # one float64 partial per block, reduced in a fixed tree order (deterministic)
     tmp = cuda.shared.array(_THREADS, dtype=np.float64)
@@ -275,11 +266,10 @@ class StepGuard:
 
 def has_nonfinite(x) -> bool:
     """True when the flat device array ``x`` holds a NaN or an infinity."""
-    if x.size == 0:
-        return False
-    flag = cuda.to_device(np.zeros(1, dtype=np.int32))
-    _nonfinite_flag[_blocks(x.size), _THREADS](x, flag)
-    return bool(flag.copy_to_host()[0])
+    guard = StepGuard()
+    guard.begin()
+    guard.scan(x, 1)
+    return guard.finish() != 0
 
 
 def sum_squares(x) -> float:
