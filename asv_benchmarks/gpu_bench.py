@@ -247,24 +247,24 @@ def case_infonce(args):
 
     t_dense = timeit(dense)
     row("infonce", "fastgnn cuda (dense table_grad buffer)", t_dense)
-    # where the time goes: the stable grouping of the ids, and the per-anchor kernel alone
+    # where the time goes: the stable grouping of the ids (row-sparse output only), and the two kernels alone
     from fastgnn.kernels.cuda import arrays as ka
     from fastgnn.kernels.cuda import losses as kl
 
     flat = ids.reshape(B * K) if hasattr(ids, "reshape") else ids
     row("infonce", "  part: arrays.group_by_row(ids, bound=N)", timeit(lambda: ka.group_by_row(flat, K, bound=N)))
-    sc = [cuda.device_array((B, K + 1), np.float64) for _ in range(3)]
+    sc = kl.info_nce_scratch(B, K)
     outs = [cuda.device_array(B, np.float32), cuda.device_array((B, D), np.float32),
             cuda.device_array((B, D), np.float32), cuda.device_array((B, K), np.float64),
             cuda.device_array((B, K), np.float64), cuda.device_array(B, np.int64)]
     w = ka.full(B, 1.0 / B)
-    row("infonce", "  part: per-anchor kernel, 32 lanes per anchor", timeit(lambda: kl.launch_info_nce_rows(
-        A, P, T, ids, 1.0 / tau, True, w, *outs, *sc)))
-    if hasattr(kl, "_info_nce_rows"):
-        row("infonce", "  part: per-anchor kernel, 1 thread per anchor", timeit(lambda: kl.launch1(
-            kl._info_nce_rows, B, A, P, T, ids, 1.0 / tau, True, w, *outs, *sc)))
+    row("infonce", "  part: forward + backward kernels, coefficients out", timeit(lambda: kl.launch_info_nce_rows(
+        A, P, T, ids, 1.0 / tau, True, w, *outs, sc)))
+    row("infonce", "  part: forward + backward kernels, atomics into the buffer", timeit(
+        lambda: kl.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, True, w, *outs, sc, out=buf, guard=True)))
     del sc, outs
-    del buf, kB
+    ka.fill(buf.reshape(N * D), 0.0)  # one call into a zeroed buffer, for the check against torch below
+    dense()
     torch = _torch()
     if torch is not None:
         F = torch.nn.functional
@@ -291,12 +291,14 @@ def case_infonce(args):
         loss, grads = res["s"]
         rows, vals = grads["table"]
         rows = rows.copy_to_host() if hasattr(rows, "copy_to_host") else np.asarray(rows)
-        ref_t = tt.grad[torch.as_tensor(rows, device="cuda")].cpu().numpy()
+        trows = torch.as_tensor(rows, device="cuda")
+        ref_t = tt.grad[trows].cpu().numpy()
+        dense_rows = torch.as_tensor(buf, device="cuda")[trows].cpu().numpy()
         print(f"           check: loss {loss:.6f} vs torch {out['loss'].item():.6f}; rel diff anchors grad "
               f"{relerr(grads['anchors'].copy_to_host(), a.grad.cpu().numpy()):.2e}, positives "
               f"{relerr(grads['positives'].copy_to_host(), p.grad.cpu().numpy()):.2e}, table rows "
-              f"{relerr(vals.copy_to_host(), ref_t):.2e}", flush=True)
-        del a, p, tt, ti, out
+              f"{relerr(vals.copy_to_host(), ref_t):.2e} (dense buffer {relerr(dense_rows, ref_t):.2e})", flush=True)
+        del a, p, tt, ti, out, trows
         torch.cuda.empty_cache()
     if not args.no_cpu:
         hA, hP, hT, hI = A.copy_to_host(), P.copy_to_host(), T.copy_to_host(), ids.copy_to_host()

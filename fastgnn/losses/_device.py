@@ -62,22 +62,16 @@ def _loss_buffer(n, reduction, dtype):
     return _a().empty(n, np.float64 if reduction != "none" else dtype)
 
 
-def _reduce(loss, reduction, n, factor=1.0, bad=None, table=None):
+def _reduce(loss, reduction, n, factor=1.0, status=None, table=None):
     """``"none"``: the device array; else the (mean of the) sum as a Python float, one float64 copied back.
 
-    With ``bad`` (the info_nce kernel's per-anchor marks of a table row that gave a non-finite similarity),
-    that row is reported like on the host; its scan is read back after the loss sum was queued, so the call
-    waits on the device once at its end.
+    With ``status`` (from ``launch_info_nce_rows``), a table row marked there is reported like on the host; the
+    status is read back after the loss sum was queued, so the call waits on the device once at its end.
     """
-    a = _a()
-    status = None
-    if bad is not None:
-        status = a.full(2, -1, np.int64)
-        a.launch_range_scan(bad, -1, 0, status, 0)
     out = None
     if reduction != "none" and loss.size:
         out = _a().empty(1, np.float64)
-        a.sum_into(_flat(loss), out, 0)
+        _a().sum_into(_flat(loss), out, 0)
     if status is not None:
         row = int(status.copy_to_host()[1])
         if row >= 0:
@@ -150,15 +144,21 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
     loss = _loss_buffer(B, reduction, A.dtype)
     gA, gP = _a().empty((B, D), A.dtype), _a().empty((B, D), A.dtype)
     bad = _a().empty(B, np.int64)
-    cu, cv = _a().empty((B, Kc), np.float64), _a().empty((B, Kc), np.float64)
-    scratch = [_a().empty((B, Kc + 1), np.float64) for _ in range(3)]
-    k.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad, *scratch)
+    into = table_grad is not None and table_grad.shape[0] > 0
+    # the coefficients of the table rows' terms: only for the grouped pass (a dense buffer is added into directly)
+    cu, cv = (_a().empty((B, 0 if into else Kc), np.float64) for _ in range(2))
+    status = k.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad,
+                                    k.info_nce_scratch(B, Kc), out=table_grad if into else None,
+                                    guard=not dense)
     grads = {"anchors": gA, "positives": gP}
     if dense:
         gN = _a().empty((B, K, D), A.dtype)
         k.launch2(k._dense_slot_grad, B * K, D, A, N3, cu, cv, gN)
         grads["negatives"] = gN
         return _reduce(loss, reduction, B), grads
+    if table_grad is not None:  # added into by the backward kernel (skipped on the device when a row is bad)
+        grads["table"] = table_grad
+        return _reduce(loss, reduction, B, status=status, table=T), grads
     if K == 0:
         rows, starts, order, major = (_a().empty(0, np.int64), _a().empty(1, np.int64), _a().empty(0, np.int64),
                                       _a().empty(0, np.int64))
@@ -166,15 +166,10 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
         rows, starts, order, major = a.group_by_row(_flat(ids), K, bound=T.shape[0])
     # coefficients in grouped order: the table pass then streams them
     cu_g, cv_g = a.take(_flat(cu), order), a.take(_flat(cv), order)
-    R = rows.shape[0]
-    if table_grad is not None:
-        k.launch2(k._table_grad_grouped, R, D, A, T, rows, starts, major, cu_g, cv_g, table_grad, True)
-        grads["table"] = table_grad
-    else:
-        values = _a().empty((R, D), A.dtype)
-        k.launch2(k._table_grad_grouped, R, D, A, T, rows, starts, major, cu_g, cv_g, values, False)
-        grads["table"] = (rows, values)
-    return _reduce(loss, reduction, B, bad=bad, table=T), grads
+    values = _a().empty((rows.shape[0], D), A.dtype)
+    k.launch2(k._table_grad_grouped, rows.shape[0], D, A, T, rows, starts, major, cu_g, cv_g, values, False)
+    grads["table"] = (rows, values)
+    return _reduce(loss, reduction, B, status=status, table=T), grads
 
 
 def _inbatch(A, P, inv_tau, cosine, reduction, symmetric, weight):

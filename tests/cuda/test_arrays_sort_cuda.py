@@ -17,20 +17,33 @@ pytestmark = [
 MAXKEY = np.iinfo(np.int64).max
 
 
-@pytest.fixture
-def ka(monkeypatch):
+def _small(monkeypatch, scan_threads, scan_per):
     from fastgnn.kernels.cuda import arrays
 
     if not _simulated():
         return arrays  # compiled kernels: the shared/local array sizes are fixed at compile time
     monkeypatch.setattr(arrays, "THREADS", 4)
-    monkeypatch.setattr(arrays, "_SCAN_T", 4)
-    monkeypatch.setattr(arrays, "_SCAN_PER", 2)  # tiles of 8 items: a 100-entry histogram scans on 3 levels
+    monkeypatch.setattr(arrays, "_SCAN_T", scan_threads)
+    monkeypatch.setattr(arrays, "_SCAN_PER", scan_per)
     monkeypatch.setattr(arrays, "_CHUNK", 3)
     monkeypatch.setattr(arrays, "_MAX_CHUNKS", 16)
     monkeypatch.setattr(arrays, "_RED", 4)
     monkeypatch.setattr(arrays, "_PARTS", 3)
     return arrays
+
+
+@pytest.fixture
+def ka(monkeypatch):
+    """Sorting and grouping: chunks of 3 keys; scan tiles of 64 items, so a sort's 16 x 10-chunk histogram
+    scans on 2 levels (the simulator runs each launch's threads as Python threads: an unbounded int64 sort
+    is 16 passes of launches, and smaller tiles made this file take 6 minutes)."""
+    return _small(monkeypatch, 8, 8)
+
+
+@pytest.fixture
+def ka_scan(monkeypatch):
+    """The scan on its own: tiles of 8 items, so 150 entries scan on 3 levels."""
+    return _small(monkeypatch, 4, 2)
 
 
 def _simulated():
@@ -123,7 +136,8 @@ def test_key_starts_after_sort(ka, rng, n):
 
 
 @pytest.mark.parametrize("n", (0, 1, 8, 9, 65, 150))
-def test_exclusive_scan_and_offsets(ka, rng, n):
+def test_exclusive_scan_and_offsets(ka_scan, rng, n):
+    ka = ka_scan
     c = rng.integers(0, 5, n).astype(np.int64)
     off = ka.offsets_from_counts(dev(c)).copy_to_host()
     np.testing.assert_array_equal(off, np.concatenate([[0], np.cumsum(c)]))

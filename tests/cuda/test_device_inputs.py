@@ -146,6 +146,10 @@ def test_info_nce_bad_device_inputs(rng):
     T_bad[ids[3, 0]] = np.inf
     with pytest.raises(ValueError, match=f"table: row {ids[3, 0]}: non-finite value .*inf"):
         info_nce(dev(A), dev(P), dev(ids), table=dev(T_bad))
+    buf = dev(np.ones_like(T))  # the table-gradient pass is guarded on the device: nothing is added
+    with pytest.raises(ValueError, match=f"table: row {ids[3, 0]}: non-finite value .*inf"):
+        info_nce(dev(A), dev(P), dev(ids), table=dev(T_bad), table_grad=buf)
+    np.testing.assert_array_equal(buf.copy_to_host(), np.ones_like(T))
 
 
 def test_device_inputs_with_backend_cpu_and_mixed_inputs(rng):

@@ -14,11 +14,13 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from .arrays import full, launch_range_scan
 from .grid import grid2, shape2
 from .mathfn import mul_rn
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
 from .rng import uniform
+from .warp import scratch_size, warp_sum, warp_sum2
 
 EPS = 1e-8
 THREADS = 128  # threads per block (tests lower it so tiny inputs still span several blocks)
@@ -63,32 +65,11 @@ def _launch2(kernel, rows, cols, args, outputs):
 
 # --------------------------------------------------------------------------- InfoNCE, explicit negatives
 WARP_BLOCK = 128  # threads per block of the warp-per-anchor kernel (4 anchors of 32 lanes)
-_WARPS = WARP_BLOCK // 32
+_WARP_SCRATCH = scratch_size(WARP_BLOCK)
 
 
 @cuda.jit(device=True, inline=True)
-def _lane_sums(x, y, px, py, rx, ry, w, lane):
-    """Sums of ``x`` and ``y`` over the 32 lanes of warp ``w`` of the block, the same on every lane: the
-    partials go to shared memory and lane 0 adds them in lane order (a fixed order: deterministic). Every
-    thread of the block must call it the same number of times (it synchronises the block)."""
-    base = w * 32
-    px[base + lane] = x
-    py[base + lane] = y
-    cuda.syncthreads()
-    if lane == 0:
-        sx = 0.0
-        sy = 0.0
-        for q in range(32):
-            sx += px[base + q]
-            sy += py[base + q]
-        rx[w] = sx
-        ry[w] = sy
-    cuda.syncthreads()  # the next call's first barrier orders these reads before rx/ry are rewritten
-    return rx[w], ry[w]
-
-
-@cuda.jit(device=True, inline=True)
-def _wpair(A, i, X, j, D, na, cosine, lane, live, px, py, rx, ry, w):
+def _wpair(A, i, X, j, D, na, cosine, lane, live, scratch, w):
     d = 0.0
     b2 = 0.0
     if live:
@@ -96,7 +77,7 @@ def _wpair(A, i, X, j, D, na, cosine, lane, live, px, py, rx, ry, w):
             b = X[j, t]
             d += A[i, t] * b
             b2 += b * b
-    d, b2 = _lane_sums(d, b2, px, py, rx, ry, w, lane)
+    d, b2 = warp_sum2(d, b2, scratch, lane, w)
     den = 1.0
     if cosine:
         den = max(na * math.sqrt(b2), EPS)
@@ -104,19 +85,17 @@ def _wpair(A, i, X, j, D, na, cosine, lane, live, px, py, rx, ry, w):
 
 
 @cuda.jit
-def _info_nce_rows_warp(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad, sbuf, dbuf,
-                        nbuf):
-    """InfoNCE with integer negatives per anchor (twin of the CPU ``info_nce_rows``), 32 threads (lanes) per
-    anchor: the lanes read consecutive columns of each row (one coalesced 128-byte transaction per 32 floats)
-    and combine their partial dot products through shared memory (:func:`_lane_sums`); lane ``l`` owns columns
-    ``l, l + 32, ...`` of the anchor's gradients, accumulated in the CPU kernel's order. Launch ``32 * B`` threads (rounded up to whole
-    blocks) in blocks of :data:`WARP_BLOCK`; lanes past the last anchor only take part in the reductions."""
-    px = cuda.shared.array(WARP_BLOCK, float64)
-    py = cuda.shared.array(WARP_BLOCK, float64)
-    rx = cuda.shared.array(_WARPS, float64)
-    ry = cuda.shared.array(_WARPS, float64)
-    g = cuda.grid(1)
-    i = g // 32
+def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf, dbuf, nbuf):
+    """InfoNCE forward with integer negatives (first half of the twin of the CPU ``info_nce_rows``), 32 threads
+    (lanes) per anchor: the lanes read consecutive columns of each row (one coalesced 128-byte transaction per
+    32 floats) and combine their partial dot products with :func:`~.warp.warp_sum2` (shuffles on a GPU). Lane 0
+    writes the similarities, denominators and squared norms (``sbuf``, ``dbuf``, ``nbuf``: ``[B, K + 1]``,
+    positive first), the loss, ``bad[i]`` (a table row whose similarity is not finite, else -1) and
+    ``stats[i] = (log-sum-exp, squared anchor norm)``; the log-sum-exp is accumulated online (rescaled at each
+    new maximum). Launch ``32 * B`` threads (rounded up to whole blocks) in blocks of :data:`WARP_BLOCK`; lanes
+    past the last anchor only take part in the reductions."""
+    scratch = cuda.shared.array(_WARP_SCRATCH, float64)
+    i = cuda.grid(1) // 32
     lane = cuda.threadIdx.x % 32
     w = cuda.threadIdx.x // 32
     B, D = A.shape
@@ -127,45 +106,70 @@ def _info_nce_rows_warp(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, 
     if active:
         for t in range(lane, D, 32):
             na2 += A[i, t] * A[i, t]
-    na2, _ = _lane_sums(na2, 0.0, px, py, rx, ry, w, lane)
+    na2 = warp_sum(na2, scratch, lane, w)
     na = math.sqrt(na2)
-    s, den, b2 = _wpair(A, ii, P, ii, D, na, cosine, lane, active, px, py, rx, ry, w)
-    if active and lane == 0:
+    s, den, b2 = _wpair(A, ii, P, ii, D, na, cosine, lane, active, scratch, w)
+    lead = active and lane == 0
+    if lead:
         sbuf[i, 0] = s
         dbuf[i, 0] = den
         nbuf[i, 0] = b2
-    m = mul_rn(s, inv_tau)
+    x0 = mul_rn(s, inv_tau)
+    m = x0
+    tot = 1.0
     worst = -1
     for k in range(K):
         j = ids[i, k] if active else -1
-        s, den, b2 = _wpair(A, ii, table, max(j, 0), D, na, cosine, lane, j >= 0, px, py, rx, ry, w)
+        s, den, b2 = _wpair(A, ii, table, max(j, 0), D, na, cosine, lane, j >= 0, scratch, w)
         if j >= 0:
-            if lane == 0:
+            if lead:
                 sbuf[i, k + 1] = s
                 dbuf[i, k + 1] = den
                 nbuf[i, k + 1] = b2
             if not (math.isfinite(s) and math.isfinite(b2)):
                 worst = j
-            m = max(m, mul_rn(s, inv_tau))
-    cuda.syncthreads()  # lane 0's scratch writes are visible to its warp
-    if not active:
-        return
-    if lane == 0:
+            x = mul_rn(s, inv_tau)
+            if x > m:
+                tot = tot * math.exp(m - x) + 1.0
+                m = x
+            else:
+                tot += math.exp(x - m)
+    if lead:
         bad[i] = worst
-    tot = 0.0
-    for k in range(K + 1):
-        if k == 0 or ids[i, k - 1] >= 0:
-            tot += math.exp(mul_rn(sbuf[i, k], inv_tau) - m)
-    lse = m + math.log(tot)
-    if lane == 0:
-        loss[i] = lse - mul_rn(sbuf[i, 0], inv_tau)
+        lse = m + math.log(tot)
+        loss[i] = lse - x0
+        stats[i, 0] = lse
+        stats[i, 1] = na2
+
+
+@cuda.jit
+def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, dbuf, nbuf, status, gA, gP, coef_u,
+                       coef_v, out):
+    """InfoNCE backward after :func:`_info_nce_fwd_warp`, 32 lanes per anchor, lane ``l`` owning columns
+    ``l, l + 32, ...``: the anchor's and positive's gradients (accumulated in the CPU kernel's order) and, per
+    negative slot, either the coefficients ``coef_u``, ``coef_v`` of its table-row term ``u A[i] - v table[j]``
+    (when ``out`` has no rows) or that term added into ``out[j]`` with atomics (``out`` a dense ``[N, D]`` table
+    gradient: atomics because rows can collide; where they do, the order of the additions is not fixed). Does
+    nothing once ``status[1] >= 0`` (the forward met a non-finite table row: the caller raises, and ``out``
+    stays untouched). Launch like the forward; no block barriers."""
+    if status[1] >= 0:
+        return
+    i = cuda.grid(1) // 32
+    lane = cuda.threadIdx.x % 32
+    B, D = A.shape
+    K = ids.shape[1]
+    if i >= B:
+        return
+    into = out.shape[0] > 0
+    lse = stats[i, 0]
+    na2 = stats[i, 1]
     sc = scale[i] * inv_tau
     for t in range(lane, D, 32):
         gA[i, t] = 0.0
     wa = 0.0
     for k in range(K + 1):
         if k > 0 and ids[i, k - 1] < 0:
-            if lane == 0:
+            if lane == 0 and not into:
                 coef_u[i, k - 1] = 0.0
                 coef_v[i, k - 1] = 0.0
             continue
@@ -184,22 +188,51 @@ def _info_nce_rows_warp(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, 
                 gP[i, t] = u * A[i, t] - v * P[i, t]
         else:
             j = ids[i, k - 1]
-            if lane == 0:
-                coef_u[i, k - 1] = u
-                coef_v[i, k - 1] = v
-            for t in range(lane, D, 32):
-                gA[i, t] += u * table[j, t]
+            if into:
+                for t in range(lane, D, 32):
+                    b = table[j, t]
+                    gA[i, t] += u * b
+                    cuda.atomic.add(out, (j, t), u * A[i, t] - v * b)
+            else:
+                if lane == 0:
+                    coef_u[i, k - 1] = u
+                    coef_v[i, k - 1] = v
+                for t in range(lane, D, 32):
+                    gA[i, t] += u * table[j, t]
     for t in range(lane, D, 32):
         gA[i, t] -= wa * A[i, t]
 
 
-def launch_info_nce_rows(*args):
-    """Launch :func:`_info_nce_rows_warp` over device arrays (the CPU kernel's arguments, then the three
-    ``[B, K + 1]`` float64 scratch arrays); ``B = A.shape[0]``. On an H200 (B=65,536, K=64, D=128) it takes
-    10.7 ms where one thread per anchor took 14.4 ms."""
-    B = args[0].shape[0]
-    if B:
-        _info_nce_rows_warp[(32 * B + WARP_BLOCK - 1) // WARP_BLOCK, WARP_BLOCK](*args)
+def info_nce_scratch(B, K):
+    """Device buffers the two InfoNCE kernels pass between them for ``B`` anchors and ``K`` negative slots:
+    ``stats [B, 2]`` and ``sbuf, dbuf, nbuf [B, K + 1]`` (float64)."""
+    return [cuda.device_array((B, 2), np.float64)] + [cuda.device_array((B, K + 1), np.float64) for _ in range(3)]
+
+
+def launch_info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad, scratch,
+                         out=None, guard=False):
+    """The two InfoNCE kernels over device arrays: the CPU kernel's arguments, then :func:`info_nce_scratch`'s
+    buffers. With ``out`` (a dense ``[N, D]`` table gradient) the backward adds into it by atomics instead of
+    writing the coefficients. With ``guard`` the backward is skipped on the device when the forward marked a
+    non-finite table row. Returns the status pair (``status[1]``: the highest such row, -1 if none; computed
+    only with ``guard``, else -1).
+
+    On an H200 (B=65,536, K=64, D=128) the single kernel that preceded these took 10.7 ms with shared-memory
+    lane sums (one thread per anchor: 14.4 ms); the shuffle sums and the split have not been timed on a GPU."""
+    status = full(2, -1, np.int64)
+    B = A.shape[0]
+    if not B:
+        return status
+    stats, sbuf, dbuf, nbuf = scratch
+    grid = ((32 * B + WARP_BLOCK - 1) // WARP_BLOCK, WARP_BLOCK)
+    _info_nce_fwd_warp[grid](A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf, dbuf, nbuf)
+    if guard:
+        launch_range_scan(bad, -1, 0, status, 0)
+    if out is None:
+        out = cuda.device_array((0, A.shape[1]), A.dtype)
+    _info_nce_bwd_warp[grid](A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, dbuf, nbuf, status, gA, gP,
+                             coef_u, coef_v, out)
+    return status
 
 
 def info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad):
@@ -209,10 +242,9 @@ def info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u
         spare[0][:] = -1
         info_nce_rows(A, P, table, spare[0], inv_tau, cosine, scale, loss, gA, gP, spare[1], spare[2], bad)
         return
-    scratch = [cuda.device_array((B, K + 1), np.float64) for _ in range(3)]
     args = [A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad]
     dargs = [_dev(x) for x in args]
-    launch_info_nce_rows(*dargs, *scratch)
+    launch_info_nce_rows(*dargs, info_nce_scratch(B, K))
     for q in (7, 8, 9, 10, 11, 12):
         args[q][...] = dargs[q].copy_to_host()
 

@@ -1,0 +1,70 @@
+"""Sums over the 32 lanes of a warp, for kernels that give one row (an anchor, a word) to 32 threads.
+
+On a GPU the sum is a fixed tree of ``shfl_down_sync`` steps whose root (lane 0) is broadcast back with
+``shfl_sync``: no shared memory, no block barrier, and the same order of additions on every run, so results
+are deterministic and equal on every lane.
+
+The Numba CUDA simulator has no shuffles. There the lanes' values go through the shared ``scratch`` buffer
+and lane 0 adds them in lane order between two block barriers. Hence, under the simulator, **every thread of
+the block must call these functions equally often**: a kernel whose warps take different paths (one warp per
+chunk of text) is launched with one warp per block under the simulator (:data:`SIM`). On a GPU only the 32
+lanes of the calling warp must take part (all of them: the mask is full), so a kernel must not let some lanes
+of a warp return before its last reduction.
+
+Callers declare ``scratch = cuda.shared.array(scratch_size(BLOCK), float64)`` with their block size
+``BLOCK`` (a multiple of 32) and pass it, their lane (``threadIdx.x % 32``) and warp (``threadIdx.x // 32``)
+in the block. On a GPU the buffer is not touched.
+"""
+from numba import config, cuda
+
+SIM = bool(config.ENABLE_CUDASIM)
+FULL_MASK = 0xFFFFFFFF
+
+
+def scratch_size(block):
+    """Shared float64 elements :func:`warp_sum2` needs for blocks of ``block`` threads (a multiple of 32)."""
+    if block % 32:
+        raise ValueError(f"block: {block} threads is not a whole number of warps")
+    return 66 * (block // 32)
+
+
+if SIM:
+    @cuda.jit(device=True)
+    def warp_sum2(x, y, scratch, lane, w):
+        """``(sum of x, sum of y)`` over the warp's 32 lanes, the same on every lane (block barriers inside)."""
+        base = w * 64
+        scratch[base + lane] = x
+        scratch[base + 32 + lane] = y
+        cuda.syncthreads()
+        res = (cuda.blockDim.x // 32) * 64 + 2 * w
+        if lane == 0:
+            sx = 0.0
+            sy = 0.0
+            for q in range(32):
+                sx += scratch[base + q]
+                sy += scratch[base + 32 + q]
+            scratch[res] = sx
+            scratch[res + 1] = sy
+        cuda.syncthreads()  # the next call's first barrier orders these reads before the results are rewritten
+        return scratch[res], scratch[res + 1]
+
+    @cuda.jit(device=True)
+    def warp_sum(x, scratch, lane, w):
+        """Sum of ``x`` over the warp's 32 lanes, the same on every lane."""
+        s, _ = warp_sum2(x, 0.0, scratch, lane, w)
+        return s
+else:
+    @cuda.jit(device=True, inline=True)
+    def warp_sum(x, scratch, lane, w):
+        """Sum of ``x`` over the warp's 32 lanes, the same on every lane (a fixed shuffle tree)."""
+        x += cuda.shfl_down_sync(FULL_MASK, x, 16)
+        x += cuda.shfl_down_sync(FULL_MASK, x, 8)
+        x += cuda.shfl_down_sync(FULL_MASK, x, 4)
+        x += cuda.shfl_down_sync(FULL_MASK, x, 2)
+        x += cuda.shfl_down_sync(FULL_MASK, x, 1)
+        return cuda.shfl_sync(FULL_MASK, x, 0)
+
+    @cuda.jit(device=True, inline=True)
+    def warp_sum2(x, y, scratch, lane, w):
+        """``(sum of x, sum of y)`` over the warp's 32 lanes, the same on every lane."""
+        return warp_sum(x, scratch, lane, w), warp_sum(y, scratch, lane, w)
