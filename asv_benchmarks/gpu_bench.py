@@ -262,7 +262,6 @@ def case_infonce(args):
         A, P, T, ids, 1.0 / tau, True, w, *outs, sc)))
     row("infonce", "  part: forward + backward kernels, atomics into the buffer", timeit(
         lambda: kl.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, True, w, *outs, sc, out=buf, guard=True)))
-    del sc, outs
     ka.fill(buf.reshape(N * D), 0.0)  # one call into a zeroed buffer, for the check against torch below
     dense()
     torch = _torch()
