@@ -75,6 +75,23 @@ def test_miner(backend, rng, strategy):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("strategy", ["hardest", "semihard", "weighted", "mixed"])
+def test_miner_wide_blocks(backend, rng, strategy):
+    # blocks of 45 pool rows (two 32-lane sweeps of the device top-K, the second partial) and D = 20 (two
+    # shared-memory tiles of the device product, the second partial); 6 anchors: partial tiles of anchors too
+    B, P, D, K = 6, 70, 20, 5
+    A = rng.normal(size=(B, D))
+    Pos = rng.normal(size=(B, D))
+    pool = rng.normal(size=(P, D))
+    al = rng.integers(0, 2, B)
+    pl = rng.integers(0, 2, P)
+    ex = rng.integers(-1, P, (B, 3))
+    got = HardNegativeMiner(strategy, num_negatives=K, seed=7, block_size=45, backend=backend).mine(
+        A, Pos, pool, anchor_labels=al, pool_labels=pl, exclude=ex)
+    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(7, 0), al, pl, ex)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("strategy", ["hardest", "weighted", "mixed"])
 def test_graph_miner(backend, rng, strategy):
     g = _graph(rng, 16, 24)

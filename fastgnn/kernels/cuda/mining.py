@@ -14,8 +14,9 @@ import numpy as np
 from numba import cuda, float64, int64, uint64
 
 from . import arrays
-from .grid import grid2, shape2
+from .grid import shape2
 from .rng import hash3
+from .warp import SIM, scratch_size, warp_sum, warp_sync
 
 HARDEST = 0
 SEMIHARD = 1
@@ -196,48 +197,124 @@ def _offer(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, 
 
 
 # --------------------------------------------------------------------------------------------- similarity miner
+_DOT_TILE = 16  # block_dot: 16 x 16 threads, each block one 16 x 16 tile of S
+
+
 @cuda.jit(cache=True)
 def block_dot(unit, pool, start, S):
-    """S[b, j] = <unit[b], pool[start + j]> (one thread per entry, accumulated in float64)."""
-    j, b = grid2()
-    if b >= S.shape[0] or j >= S.shape[1]:
-        return
+    """S[b, j] = <unit[b], pool[start + j]>, accumulated in float64. Blocks of ``_DOT_TILE`` x ``_DOT_TILE``
+    threads compute one tile of S: the tile's anchor rows and pool rows are staged through shared memory
+    ``_DOT_TILE`` columns at a time (coalesced loads, each value read from global memory once per tile
+    instead of once per entry). Launch with :func:`dot_grid`."""
+    ta = cuda.shared.array((_DOT_TILE, _DOT_TILE), float64)
+    tp = cuda.shared.array((_DOT_TILE, _DOT_TILE), float64)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    j0 = cuda.blockIdx.x * _DOT_TILE
+    b0 = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * _DOT_TILE
+    B, m = S.shape
+    D = unit.shape[1]
     acc = float64(0.0)
-    for t in range(unit.shape[1]):
-        acc += float64(unit[b, t]) * float64(pool[start + j, t])
-    S[b, j] = acc
+    for t0 in range(0, D, _DOT_TILE):
+        # thread (tx, ty) loads column t0 + tx of anchor b0 + ty and of pool row j0 + ty
+        t = t0 + tx
+        ta[ty, tx] = float64(unit[b0 + ty, t]) if (b0 + ty < B and t < D) else 0.0
+        tp[ty, tx] = float64(pool[start + j0 + ty, t]) if (j0 + ty < m and t < D) else 0.0
+        cuda.syncthreads()
+        for q in range(_DOT_TILE):
+            acc += ta[ty, q] * tp[tx, q]
+        cuda.syncthreads()
+    if b0 + ty < B and j0 + tx < m:
+        S[b0 + ty, j0 + tx] = acc
+
+
+def dot_grid(m, B):
+    """Launch configuration of :func:`block_dot` for an S of ``B`` x ``m``."""
+    return shape2(m, B, (_DOT_TILE, _DOT_TILE)), (_DOT_TILE, _DOT_TILE)
+
+
+@cuda.jit(device=True, inline=True)
+def _admits(hs, hi, cnt, b, cap, s, i):
+    """Whether a push of ``(s, i)`` could change the heap (it may not, once the heap has moved on: the push
+    decides). Cheap and conservative under concurrent pushes: counts and the root only grow."""
+    return cnt[b] < cap or (cap > 0 and _better(s, i, hs[b, 0], hi[b, 0]))
+
+
+@cuda.jit(device=True)
+def _wanted(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2):
+    """Whether :func:`_offer` of this candidate could enter a heap (the same keys, without the pushes)."""
+    if mode == HARDEST:
+        return _admits(h1s, h1i, n1, b, cap1, sim, j)
+    if mode == SEMIHARD:
+        if sim < pos_sim[b]:
+            return _admits(h1s, h1i, n1, b, cap1, sim, j)
+        return _admits(h2s, h2i, n2, b, cap2, sim, j)
+    if mode == WEIGHTED:
+        u = (float64(hash3(seed, b, j) >> uint64(11)) + 0.5) * _TWO53
+        return _admits(h1s, h1i, n1, b, cap1, alpha * sim - math.log(-math.log(u)), j)
+    return (_admits(h1s, h1i, n1, b, cap1, sim, j)
+            or _admits(h2s, h2i, n2, b, cap2, float64(hash3(seed, b, j) >> uint64(11)) * _TWO53, j))
+
+
+TOPK_BLOCK = 32 if SIM else 128  # threads per block of topk_block: one warp per block under the simulator
+_TOPK_WARPS = TOPK_BLOCK // 32
+_TOPK_SCRATCH = scratch_size(TOPK_BLOCK)
 
 
 @cuda.jit(cache=True)
 def topk_block(S, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, pool_labels, use_labels,
                pool_mask, use_mask, exclude, excl_ptr, h1s, h1i, n1, h2s, h2i, n2):
-    """Same contract as the CPU kernel; thread b owns anchor b's heaps and exclude pointer."""
-    b = cuda.grid(1)
-    if b >= S.shape[0]:
-        return
+    """Same contract as the CPU kernel; one warp per anchor (launch ``32 * B`` threads in blocks of
+    :data:`TOPK_BLOCK`). Lane 0 marks the anchor's excluded entries and owns its heaps. The 32 lanes read 32
+    consecutive similarities at a time and test each against the heaps' current bounds (:func:`_wanted`);
+    only when some lane has a candidate do they hand their candidates to lane 0 through shared memory, which
+    pushes them in column order. The heaps keep the best entries of a total order, so the result does not
+    depend on the order of the pushes: it equals the CPU kernel's."""
+    scratch = cuda.shared.array(_TOPK_SCRATCH, float64)
+    cs = cuda.shared.array(TOPK_BLOCK, float64)
+    cok = cuda.shared.array(TOPK_BLOCK, int64)
+    b = cuda.grid(1) // 32
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    active = b < S.shape[0]
+    bb = b if active else 0
     m = S.shape[1]
     end = start + m
     cap1 = h1s.shape[1]
     cap2 = h2s.shape[1] if mode == SEMIHARD or mode == MIXED else 0
-    ne = exclude.shape[1]
-    ptr = excl_ptr[b]
-    while ptr < ne and exclude[b, ptr] < end:
-        e = exclude[b, ptr]
-        if e >= start:
-            S[b, e - start] = math.nan
-        ptr += 1
-    excl_ptr[b] = ptr
-    lab = anchor_labels[b] if use_labels else 0
-    for jj in range(m):
-        v = S[b, jj]
-        if v != v:
-            continue
-        j = start + jj
-        if use_mask and not pool_mask[j]:
-            continue
-        if use_labels and pool_labels[j] == lab:
-            continue
-        _offer(mode, alpha, seed, b, j, float64(v) * inv_norm[j], pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2)
+    if active and lane == 0:
+        ne = exclude.shape[1]
+        ptr = excl_ptr[b]
+        while ptr < ne and exclude[b, ptr] < end:
+            e = exclude[b, ptr]
+            if e >= start:
+                S[b, e - start] = math.nan
+            ptr += 1
+        excl_ptr[b] = ptr
+    warp_sync()  # the marks are visible to every lane
+    lab = anchor_labels[bb] if use_labels else 0
+    slot = w * 32 + lane
+    for base in range(0, m, 32):
+        jj = base + lane
+        sim = 0.0
+        ok = 0
+        if active and jj < m:
+            v = S[b, jj]
+            j = start + jj
+            if v == v and not (use_mask and not pool_mask[j]) and not (use_labels and pool_labels[j] == lab):
+                sim = float64(v) * inv_norm[j]
+                if _wanted(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2):
+                    ok = 1
+        if warp_sum(float64(ok), scratch, lane, w) > 0.0:
+            cs[slot] = sim
+            cok[slot] = ok
+            warp_sync()
+            if lane == 0:
+                for q in range(32):
+                    if cok[w * 32 + q]:
+                        _offer(mode, alpha, seed, b, start + base + q, cs[w * 32 + q], pos_sim, h1s, h1i, n1, cap1,
+                               h2s, h2i, n2, cap2)
+            warp_sync()  # the pushes are visible before the next bounds test; the slots may be reused
 
 
 @cuda.jit(cache=True)
@@ -289,12 +366,13 @@ def launch_mine(unit, pool, inv_pool, block, args, caps, out, threads=None):
     ptr = arrays.full(B, 0, np.int64)
     d_S = cuda.device_array((B, block), np.float64)
     b1 = _blocks(B, threads)
+    bw = _blocks(32 * B, TOPK_BLOCK)
     for start in range(0, P, block):
         m = min(block, P - start)
         S = d_S if m == block else cuda.device_array((B, m), np.float64)
-        block_dot[shape2(m, B, (16, 4)), (16, 4)](unit, pool, start, S)
-        topk_block[b1, threads](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab, bool(use_labels),
-                                pool_mask, bool(use_mask), excl, ptr, *heaps)
+        block_dot[dot_grid(m, B)](unit, pool, start, S)
+        topk_block[bw, TOPK_BLOCK](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab,
+                                   bool(use_labels), pool_mask, bool(use_mask), excl, ptr, *heaps)
     finalize[b1, threads](mode, *heaps, out)
     return out
 

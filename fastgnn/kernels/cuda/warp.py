@@ -11,6 +11,9 @@ chunk of text) is launched with one warp per block under the simulator (:data:`S
 lanes of the calling warp must take part (all of them: the mask is full), so a kernel must not let some lanes
 of a warp return before its last reduction.
 
+:func:`warp_sync` is a barrier with a memory fence for the lanes of one warp (``__syncwarp``; a block barrier
+under the simulator, with the same rule).
+
 Callers declare ``scratch = cuda.shared.array(scratch_size(BLOCK), float64)`` with their block size
 ``BLOCK`` (a multiple of 32) and pass it, their lane (``threadIdx.x % 32``) and warp (``threadIdx.x // 32``)
 in the block. On a GPU the buffer is not touched.
@@ -53,6 +56,11 @@ if SIM:
         """Sum of ``x`` over the warp's 32 lanes, the same on every lane."""
         s, _ = warp_sum2(x, 0.0, scratch, lane, w)
         return s
+
+    @cuda.jit(device=True)
+    def warp_sync():
+        """Barrier and memory fence for the lanes of a warp (the whole block under the simulator)."""
+        cuda.syncthreads()
 else:
     @cuda.jit(device=True, inline=True)
     def warp_sum(x, scratch, lane, w):
@@ -68,3 +76,8 @@ else:
     def warp_sum2(x, y, scratch, lane, w):
         """``(sum of x, sum of y)`` over the warp's 32 lanes, the same on every lane."""
         return warp_sum(x, scratch, lane, w), warp_sum(y, scratch, lane, w)
+
+    @cuda.jit(device=True, inline=True)
+    def warp_sync():
+        """Barrier and memory fence for the lanes of a warp (``__syncwarp``)."""
+        cuda.syncwarp(FULL_MASK)
