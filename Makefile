@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+SIGS   := build/kernel-signatures
 PYTEST_ARGS ?=
 
-.PHONY: run test test-cpu test-cuda bench clean
+.PHONY: run test test-cpu test-cuda test-ptx bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,cuda,eval]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cuda,ptx,eval]"
 	touch $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -26,14 +27,21 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/fastgnn demo
 
-## make test: every test; the CUDA twins in their own process under the Numba CUDA simulator
+## make test: every test; the CUDA twins in their own process under the Numba CUDA simulator, which
+## records each kernel launch's argument types in $(SIGS); then those kernels compiled to PTX (no GPU needed)
 test: test-cpu test-cuda
+	$(MAKE) --no-print-directory test-ptx
 
 test-cpu: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS)
 
 test-cuda: $(VENV)/.installed-test
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest tests/cuda -q $(PYTEST_ARGS)
+	rm -rf $(SIGS)
+	NUMBA_ENABLE_CUDASIM=1 FASTGNN_RECORD_KERNEL_SIGNATURES=$(CURDIR)/$(SIGS) $(BIN)/python -m pytest tests/cuda -q $(PYTEST_ARGS)
+
+test-ptx: $(VENV)/.installed-test
+	@ls $(SIGS)/signatures-*.pkl >/dev/null 2>&1 || { echo "test-ptx: no kernel signatures in $(SIGS): run make test-cuda first" >&2; exit 1; }
+	NUMBA_ENABLE_CUDASIM=0 FASTGNN_PTX_SIGNATURES=$(CURDIR)/$(SIGS) $(BIN)/python -m pytest tests/test_cuda_ptx.py -q $(PYTEST_ARGS)
 
 ## make bench: the asv suite on this machine's Python (results in asv_benchmarks/results)
 bench: $(VENV)/.installed-bench

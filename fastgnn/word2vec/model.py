@@ -84,10 +84,11 @@ class Word2Vec:
         Where training runs (resolved by :mod:`fastgnn.backend` at each ``train`` call: this argument,
         else ``use_backend`` / ``set_backend`` / ``FASTGNN_BACKEND``, else ``"auto"``). On ``"cuda"`` the
         two tables are copied to the device once and stay there across epochs and ``train`` calls; they
-        are copied back when ``wv`` or ``syn1neg`` is read (or the vocabulary changes). One GPU thread
-        trains one chunk of ``batch_words`` words, so a small ``batch_words`` (e.g. 100) fills the device
-        better; the chunks race (Hogwild) and ``workers`` is ignored. ``"cuda"`` without a usable GPU
-        raises :class:`fastgnn.backend.BackendUnavailableError` saying why.
+        are copied back when ``wv`` or ``syn1neg`` is read (or the vocabulary changes). One GPU warp (32
+        threads over the vector's columns) trains one chunk of ``batch_words`` words, so a small
+        ``batch_words`` (e.g. 100) fills the device better; the chunks race (Hogwild) and ``workers`` is
+        ignored. ``"cuda"`` without a usable GPU raises :class:`fastgnn.backend.BackendUnavailableError`
+        saying why.
 
     Attributes
     ----------

@@ -5,9 +5,10 @@ On a GPU the sum is a fixed tree of ``shfl_down_sync`` steps whose root (lane 0)
 are deterministic and equal on every lane.
 
 The Numba CUDA simulator has no shuffles. There the lanes' values go through the shared ``scratch`` buffer
-and lane 0 adds them in lane order between two block barriers. Hence, under the simulator, **every thread of
-the block must call these functions equally often**: a kernel whose warps take different paths (one warp per
-chunk of text) is launched with one warp per block under the simulator (:data:`SIM`). On a GPU only the 32
+and, after one block barrier, every lane adds the warp's values itself (the same way on every lane). Hence,
+under the simulator, **every thread of the block must call these functions equally often** (threads that
+have returned no longer count): a kernel whose warps take different paths (one warp per chunk of text) is
+launched with one warp per block under the simulator (:data:`SIM`). On a GPU only the 32
 lanes of the calling warp must take part (all of them: the mask is full), so a kernel must not let some lanes
 of a warp return before its last reduction.
 
@@ -25,31 +26,33 @@ FULL_MASK = 0xFFFFFFFF
 
 
 def scratch_size(block):
-    """Shared float64 elements :func:`warp_sum2` needs for blocks of ``block`` threads (a multiple of 32)."""
+    """Shared float64 elements :func:`warp_sum2` needs for blocks of ``block`` threads (a multiple of 32):
+    128 per warp under the simulator, 1 on a GPU (where the buffer is not used)."""
     if block % 32:
         raise ValueError(f"block: {block} threads is not a whole number of warps")
-    return 66 * (block // 32)
+    return 128 * (block // 32) if SIM else 1
 
 
 if SIM:
+    import threading
+
     @cuda.jit(device=True)
     def warp_sum2(x, y, scratch, lane, w):
-        """``(sum of x, sum of y)`` over the warp's 32 lanes, the same on every lane (block barriers inside)."""
-        base = w * 64
+        """``(sum of x, sum of y)`` over the warp's 32 lanes, the same on every lane (one block barrier).
+
+        Simulator only (plain Python): the lanes write to one of two halves of the warp's part of ``scratch``,
+        alternating per call (each simulated thread counts its calls), wait at one barrier, and each lane sums
+        the 32 values itself. A lane cannot get two calls ahead of another (it would pass a barrier the other
+        has not reached), so the half it writes next is never still being read.
+        """
+        me = threading.current_thread()
+        phase = getattr(me, "_fastgnn_warp_phase", 0)
+        me._fastgnn_warp_phase = phase ^ 1
+        base = w * 128 + phase * 64
         scratch[base + lane] = x
         scratch[base + 32 + lane] = y
         cuda.syncthreads()
-        res = (cuda.blockDim.x // 32) * 64 + 2 * w
-        if lane == 0:
-            sx = 0.0
-            sy = 0.0
-            for q in range(32):
-                sx += scratch[base + q]
-                sy += scratch[base + 32 + q]
-            scratch[res] = sx
-            scratch[res + 1] = sy
-        cuda.syncthreads()  # the next call's first barrier orders these reads before the results are rewritten
-        return scratch[res], scratch[res + 1]
+        return float(scratch[base:base + 32].sum()), float(scratch[base + 32:base + 64].sum())
 
     @cuda.jit(device=True)
     def warp_sum(x, scratch, lane, w):

@@ -1,0 +1,137 @@
+"""Compile the CUDA kernels to PTX for the argument types the simulator tests launch them with.
+
+The Numba CUDA simulator runs kernels as Python, so it never types or lowers the GPU code (nor the
+GPU-only branches such as ``mathfn.mul_rn``'s libdevice call or ``warp.py``'s shuffles). ``make test``
+therefore runs ``tests/cuda`` under the simulator with ``FASTGNN_RECORD_KERNEL_SIGNATURES=<dir>``
+(``tests/cuda/conftest.py`` records every fastgnn kernel launch as module, qualname and argument types),
+then this file in a normal process with ``FASTGNN_PTX_SIGNATURES=<dir>``: every distinct recorded
+signature is compiled with ``numba.cuda.compile_ptx`` for sm_90, which needs NVVM (the ``ptx`` extra) but
+no GPU (about a minute for ~110 signatures on 2 CPU cores), and every module-level kernel in fastgnn must
+have been recorded at least once.
+"""
+import functools
+import importlib
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+
+SIG_DIR = os.environ.get("FASTGNN_PTX_SIGNATURES")
+CC = (9, 0)
+# (module, qualname) -> reason, for kernels the simulator tests cannot launch; keep it empty where possible.
+UNLAUNCHED = {}
+
+if not SIG_DIR:
+    pytest.skip("FASTGNN_PTX_SIGNATURES is unset (make test sets it after recording the simulator launches)",
+                allow_module_level=True)
+SIG_FILES = sorted(Path(SIG_DIR).glob("signatures-*.pkl"))
+if not SIG_FILES:
+    pytest.skip(f"no recorded signatures in {SIG_DIR}: run tests/cuda under NUMBA_ENABLE_CUDASIM=1 with "
+                f"FASTGNN_RECORD_KERNEL_SIGNATURES={SIG_DIR} first", allow_module_level=True)
+
+from numba import config  # noqa: E402
+
+if config.ENABLE_CUDASIM:
+    pytest.skip("compile_ptx needs numba-cuda's real target: unset NUMBA_ENABLE_CUDASIM", allow_module_level=True)
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (the cuda extra)")
+
+from numba import cuda  # noqa: E402
+from numba.cuda import dispatcher as cuda_dispatcher  # noqa: E402
+
+import fastgnn  # noqa: E402
+
+# the kernel's own compile options that compile_ptx also takes
+_OPTIONS = ("debug", "lineinfo", "fastmath", "opt", "forceinline", "launch_bounds")
+
+
+@functools.cache
+def _recorded():
+    """{(module, qualname): set of argument-type tuples} over every recording in SIG_DIR."""
+    sigs = {}
+    for path in SIG_FILES:
+        for module, qualname, argtypes in pickle.loads(path.read_bytes()):
+            sigs.setdefault((module, qualname), set()).add(argtypes)
+    return sigs
+
+
+def _resolve(module, qualname):
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, cuda_dispatcher.CUDADispatcher):
+        raise TypeError(f"{module}.{qualname} is a {type(obj).__name__}, not a cuda.jit kernel")
+    return obj
+
+
+def _defined_kernels():
+    """(module, qualname) of every module-level ``cuda.jit`` kernel (not device function) in fastgnn."""
+    root = Path(fastgnn.__file__).resolve().parent
+    kernels = set()
+    for path in sorted(root.rglob("*.py")):
+        if "cuda.jit" not in path.read_text(encoding="utf-8"):
+            continue
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for obj in vars(importlib.import_module(name)).values():
+            if (isinstance(obj, cuda_dispatcher.CUDADispatcher) and not obj.targetoptions.get("device")
+                    and obj.py_func.__module__ == name):
+                kernels.add((name, obj.py_func.__qualname__))
+    return kernels
+
+
+class _Device:
+    compute_capability = CC
+
+
+@pytest.fixture(scope="module")
+def compile_ptx():
+    """``cuda.compile_ptx``, after a probe compile of a one-line kernel (skips unless NVVM can be loaded).
+
+    A kernel's call to a non-inline device function compiles that function for the current device
+    (``CUDADispatcher.compile_device`` calls ``get_current_device()``), which needs a driver: here the
+    current device is a stub of compute capability ``CC``."""
+    from numba import float64
+
+    def probe(x):
+        x[0] = 1.0
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cuda_dispatcher, "get_current_device", lambda: _Device)
+        try:
+            cuda.compile_ptx(probe, (float64[:],), cc=CC)
+        except Exception as e:  # noqa: BLE001 - any loader/toolkit error means "cannot compile here"
+            pytest.skip(f"cannot compile PTX here (install the ptx extra for NVVM/NVRTC): {type(e).__name__}: {e}")
+        yield cuda.compile_ptx
+
+
+def test_recorded_kernels_compile_to_ptx(compile_ptx):
+    failures = []
+    count = 0
+    start = time.perf_counter()
+    for (module, qualname), argsets in sorted(_recorded().items()):
+        try:
+            kernel = _resolve(module, qualname)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{module}.{qualname}: cannot load: {type(e).__name__}: {e}")
+            continue
+        opts = {k: kernel.targetoptions[k] for k in _OPTIONS if k in kernel.targetoptions}
+        for argtypes in sorted(argsets, key=str):
+            count += 1
+            try:
+                compile_ptx(kernel.py_func, argtypes, cc=CC, **opts)
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"{module}.{qualname}{argtypes}:\n    {type(e).__name__}: {str(e)[:3000]}")
+    print(f"compiled {count} signatures of {len(_recorded())} kernels to PTX (sm_{CC[0]}{CC[1]}) "
+          f"in {time.perf_counter() - start:.1f} s")
+    if failures:
+        pytest.fail(f"{len(failures)} failures ({count} signatures of {len(_recorded())} kernels tried):\n"
+                    + "\n".join(failures), pytrace=False)
+
+
+def test_every_kernel_has_a_recorded_signature():
+    missing = _defined_kernels() - set(_recorded()) - set(UNLAUNCHED)
+    if missing:
+        pytest.fail("kernels no simulator test launches, so their GPU code is never compiled: "
+                    + ", ".join(f"{m}.{q}" for m, q in sorted(missing)), pytrace=False)
