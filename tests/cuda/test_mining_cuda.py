@@ -56,39 +56,29 @@ def test_k_hop_batches_and_blocks(rng):
     np.testing.assert_array_equal(nodes.copy_to_host(), rn)
 
 
+# small: blocks of 5 and 4 pool rows. wide: blocks of 45 and 44 rows (two 32-lane sweeps of the device top-K,
+# the second partial), D = 20 (two shared-memory tiles of the device product, the second partial) and 6 anchors
+# (partial tiles of anchors too)
+MINER_SHAPES = {"small": (5, 13, 3, 4, 5, 2, 4), "wide": (6, 70, 20, 5, 45, 3, 7)}
+
+
+@pytest.mark.parametrize("shape", sorted(MINER_SHAPES))
 @pytest.mark.parametrize("strategy", ["hardest", "semihard", "weighted", "mixed"])
-def test_miner(backend, rng, strategy):
-    B, P, D, K = 5, 13, 3, 4
+def test_miner(backend, rng, strategy, shape):
+    B, P, D, K, block, E, seed = MINER_SHAPES[shape]
     A = rng.normal(size=(B, D))
     Pos = rng.normal(size=(B, D))
     pool = rng.normal(size=(P, D))
     al = rng.integers(0, 2, B)
     pl = rng.integers(0, 2, P)
-    ex = rng.integers(-1, P, (B, 2))
-    m = HardNegativeMiner(strategy, num_negatives=K, seed=4, block_size=5, backend=backend)
+    ex = rng.integers(-1, P, (B, E))
+    m = HardNegativeMiner(strategy, num_negatives=K, seed=seed, block_size=block, backend=backend)
     got = m.mine(A, Pos, pool, anchor_labels=al, pool_labels=pl, exclude=ex)
-    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(4, 0), al, pl, ex)
+    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(seed, 0), al, pl, ex)
     np.testing.assert_array_equal(got, want)
-    got = HardNegativeMiner(strategy, num_negatives=K, seed=4, block_size=4, backend=backend).mine(
+    got = HardNegativeMiner(strategy, num_negatives=K, seed=seed, block_size=block - 1, backend=backend).mine(
         A, Pos, pool, exclude=[1, 2])
-    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(4, 0), exclude=[1, 2])
-    np.testing.assert_array_equal(got, want)
-
-
-@pytest.mark.parametrize("strategy", ["hardest", "semihard", "weighted", "mixed"])
-def test_miner_wide_blocks(backend, rng, strategy):
-    # blocks of 45 pool rows (two 32-lane sweeps of the device top-K, the second partial) and D = 20 (two
-    # shared-memory tiles of the device product, the second partial); 6 anchors: partial tiles of anchors too
-    B, P, D, K = 6, 70, 20, 5
-    A = rng.normal(size=(B, D))
-    Pos = rng.normal(size=(B, D))
-    pool = rng.normal(size=(P, D))
-    al = rng.integers(0, 2, B)
-    pl = rng.integers(0, 2, P)
-    ex = rng.integers(-1, P, (B, 3))
-    got = HardNegativeMiner(strategy, num_negatives=K, seed=7, block_size=45, backend=backend).mine(
-        A, Pos, pool, anchor_labels=al, pool_labels=pl, exclude=ex)
-    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(7, 0), al, pl, ex)
+    want = ref.hard_negatives_ref(A, Pos, pool, strategy, K, 1.0, 0.5, _call_seed(seed, 0), exclude=[1, 2])
     np.testing.assert_array_equal(got, want)
 
 

@@ -307,3 +307,18 @@ def test_clipping_on_device(rng, cuda):
 def test_mixed_host_and_device_params_rejected(cuda):
     with pytest.raises(TypeError, match="params: mix of host"):
         SGD([np.zeros(2, np.float32), cuda.to_device(np.zeros(2, np.float32))], lr=0.1)
+
+
+def test_has_nonfinite_reuses_its_status_word(cuda):
+    # the Trainer's per-step divergence check: one status word per thread and device, reset between calls
+    from fastgnn.kernels.cuda import optim as ko
+
+    x = np.arange(600, dtype=np.float32)
+    assert not ko.has_nonfinite(cuda.to_device(x))
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[517] = bad
+        assert ko.has_nonfinite(cuda.to_device(y))
+        assert not ko.has_nonfinite(cuda.to_device(x))  # a clean call after a bad one reads clean
+    assert not ko.has_nonfinite(cuda.device_array(0, np.float32))
+    assert len(ko._guards.by_device) == 1

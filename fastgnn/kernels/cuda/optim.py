@@ -15,6 +15,7 @@ and the word is read back once, after the update is queued: one synchronisation 
 between the scan and the update.
 """
 import math
+import threading
 
 import numpy as np
 from numba import cuda, float64
@@ -264,9 +265,19 @@ class StepGuard:
         return code
 
 
+_guards = threading.local()  # {device id: StepGuard} per thread, for has_nonfinite
+
+
 def has_nonfinite(x) -> bool:
-    """True when the flat device array ``x`` holds a NaN or an infinity."""
-    guard = StepGuard()
+    """True when the flat device array ``x`` holds a NaN or an infinity. Called once per training step (the
+    Trainer's divergence check): the status words (one per thread and device) are allocated once, not per call."""
+    dev = getattr(cuda.get_current_device(), "id", 0)  # the simulator's device has no id
+    per_device = getattr(_guards, "by_device", None)
+    if per_device is None:
+        per_device = _guards.by_device = {}
+    guard = per_device.get(dev)
+    if guard is None:
+        guard = per_device[dev] = StepGuard()
     guard.begin()
     guard.scan(x, 1)
     return guard.finish() != 0
