@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _autograd_device as _ad
 from . import _check, backend
 from .graph import Graph, _check_graph, spmm_scaled
 
@@ -65,7 +66,7 @@ class SparseMatrix:
     ``dB = diag(col_scale) Mᵀ G``, is built on first use and shared by the copies of :meth:`scale_columns`.
     """
 
-    __slots__ = ("indptr", "indices", "data", "shape", "col_scale", "_shared")
+    __slots__ = ("indptr", "indices", "data", "shape", "col_scale", "_shared", "_device_scale")
 
     def __init__(self, matrix):
         csr = matrix.tocsr()
@@ -75,6 +76,7 @@ class SparseMatrix:
         self.data = np.ascontiguousarray(csr.data)
         self.col_scale = None
         self._shared = {}
+        self._device_scale = None
 
     @property
     def nnz(self):
@@ -86,6 +88,7 @@ class SparseMatrix:
         for name in ("indptr", "indices", "data", "shape", "_shared"):
             setattr(out, name, getattr(self, name))
         out.col_scale = np.ascontiguousarray(scale)
+        out._device_scale = None
         return out
 
     def tocsr(self):
@@ -134,9 +137,12 @@ class Tensor:
     __array_priority__ = 100
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None, _parents=(), _backward=None):
-        arr = np.asarray(data)
-        if arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float32)
+        if _ad.on_device(data):  # a CUDA device array stays on the device (see fastgnn/_autograd_device.py)
+            arr = _check.device_array(data, "data")
+        else:
+            arr = np.asarray(data)
+            if arr.dtype not in (np.float32, np.float64):
+                arr = arr.astype(np.float32)
         self.data = arr
         self.grad = None
         self.requires_grad = bool(requires_grad or any(p.requires_grad for p in _parents))
@@ -156,11 +162,17 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
+    @property
+    def on_device(self) -> bool:
+        """Whether ``data`` is a CUDA device array."""
+        return _ad.on_device(self.data)
+
     def numpy(self) -> np.ndarray:
-        return self.data
+        """The values as a host array (a copy from the device for a device tensor)."""
+        return _ad.to_host(self.data)
 
     def item(self) -> float:
-        return float(self.data)
+        return float(_ad.to_host(self.data).reshape(()))
 
     def __repr__(self):
         return f"Tensor(shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
@@ -171,7 +183,9 @@ class Tensor:
     def _accumulate(self, g):
         if not self.requires_grad:
             return
-        if self.grad is None:
+        if _ad.on_device(g):  # the gradient is this tensor's own copy, then summed into in place
+            self.grad = _ad.copy(g) if self.grad is None else _ad.add_into(self.grad, g)
+        elif self.grad is None:
             self.grad = g if isinstance(g, RowSparseGrad) else np.array(g, dtype=self.dtype, copy=True)
         elif isinstance(self.grad, RowSparseGrad) and not isinstance(g, RowSparseGrad):
             self.grad = self.grad + np.asarray(g, self.dtype)
@@ -188,8 +202,8 @@ class Tensor:
         if grad is None:
             if self.data.size != 1:
                 raise ValueError(f"grad: backward of a non-scalar tensor of shape {self.shape} needs an explicit grad")
-            grad = np.ones_like(self.data)
-        grad = np.asarray(grad, self.dtype)
+            grad = np.ones(self.shape, self.dtype)
+        grad = _ad.as_device(grad, self.dtype) if self.on_device else np.asarray(_ad.to_host(grad), self.dtype)
         if grad.shape != self.shape:
             raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
         order = _topological(self)
@@ -206,9 +220,10 @@ class Tensor:
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:
                     continue
+                pg = _same_side(pg, parent)
                 key = id(parent)
                 if key in grads:
-                    grads[key] = grads[key] + pg
+                    grads[key] = _ad.plus(grads[key], pg) if _ad.on_device(pg) else grads[key] + pg
                 else:
                     grads[key] = pg
 
@@ -238,6 +253,23 @@ class Tensor:
         return neg(self)
 
 
+def _same_side(g, parent):
+    """A gradient on the side (host or device) of the tensor it is for."""
+    if parent.on_device:
+        if isinstance(g, RowSparseGrad):
+            g = g.to_dense(parent.dtype)
+        return g if _ad.on_device(g) else _ad.upload(g, parent.dtype)
+    return _ad.to_host(g) if _ad.on_device(g) else g
+
+
+def _device_pair(a, b, op):
+    """Both operands' arrays on the device, of the device operand's dtype (a host operand is uploaded)."""
+    if a.on_device and b.on_device and a.dtype != b.dtype:
+        raise TypeError(f"{op}: device operands of different dtypes ({a.dtype} and {b.dtype})")
+    dtype = a.dtype if a.on_device else b.dtype
+    return _ad.as_device(a.data, dtype), _ad.as_device(b.data, dtype)
+
+
 def _topological(root):
     order, seen = [], set()
     stack = [(root, False)]
@@ -262,8 +294,20 @@ def tensor(x, requires_grad=False, name=None) -> Tensor:
 
 
 def no_grad_value(x):
-    """The array behind a Tensor (or ``x`` itself)."""
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    """The array behind a Tensor (or ``x`` itself; a device array stays one)."""
+    if isinstance(x, Tensor):
+        return x.data
+    return x if _ad.on_device(x) else np.asarray(x)
+
+
+def _operands(a, b):
+    """Both operands as Tensors; a Python number takes the other operand's dtype (as in PyTorch: a float32
+    tensor times 2.5 stays float32)."""
+    if isinstance(b, Tensor) and isinstance(a, (int, float)):
+        return Tensor(np.asarray(a, b.dtype)), b
+    if isinstance(a, Tensor) and isinstance(b, (int, float)):
+        return a, Tensor(np.asarray(b, a.dtype))
+    return tensor(a), tensor(b)
 
 
 def _unbroadcast(g, shape):
@@ -289,24 +333,62 @@ def _kernels():
 # ---------------------------------------------------------------------------- elementwise
 def add(a, b) -> Tensor:
     """``a + b`` with NumPy broadcasting (a bias row broadcasts over rows)."""
-    a, b = tensor(a), tensor(b)
+    a, b = _operands(a, b)
+    if a.on_device or b.on_device:
+        A, B = _device_pair(a, b, "add")
+        return _wrap(_ad.broadcast_add(A, B), (a, b),
+                     lambda g: (_ad.unbroadcast(g, a.shape), _ad.unbroadcast(g, b.shape)))
     return _wrap(a.data + b.data, (a, b), lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)))
 
 
 def sub(a, b) -> Tensor:
-    a, b = tensor(a), tensor(b)
+    a, b = _operands(a, b)
+    if a.on_device or b.on_device:
+        A, B = _device_pair(a, b, "sub")
+        return _wrap(_ad.broadcast_add(A, B, -1.0), (a, b),
+                     lambda g: (_ad.unbroadcast(g, a.shape), _ad.scaled(_ad.unbroadcast(g, b.shape), -1.0)))
     return _wrap(a.data - b.data, (a, b), lambda g: (_unbroadcast(g, a.shape), -_unbroadcast(g, b.shape)))
 
 
 def mul(a, b) -> Tensor:
     """Elementwise ``a * b`` with broadcasting."""
-    a, b = tensor(a), tensor(b)
+    a, b = _operands(a, b)
+    if a.on_device or b.on_device:
+        return _mul_device(a, b)
     return _wrap(a.data * b.data, (a, b),
                  lambda g: (_unbroadcast(g * b.data, a.shape), _unbroadcast(g * a.data, b.shape)))
 
 
+def _mul_device(a, b):
+    """``a * b`` with a device operand: equal shapes, or a host scalar times a device tensor."""
+    if a.on_device and b.on_device or a.shape == b.shape:
+        A, B = _device_pair(a, b, "mul")
+        if A.shape != B.shape:
+            raise ValueError(f"mul: device tensors of shapes {a.shape} and {b.shape}: the device path multiplies "
+                             "equal shapes or by a scalar")
+        return _wrap(_ad.product(A, B), (a, b), lambda g: (_ad.product(g, B), _ad.product(g, A)))
+    big, small = (a, b) if a.on_device else (b, a)
+    if small.data.size != 1:
+        raise ValueError(f"mul: device tensors of shapes {a.shape} and {b.shape}: the device path multiplies "
+                         "equal shapes or by a scalar")
+    s = float(np.asarray(small.data).reshape(()))
+    X = big.data
+
+    def back(g):
+        dbig = _ad.scaled(g, s)
+        dsmall = None
+        if small.requires_grad:  # a scalar's gradient Σ g·x, on the host
+            dsmall = np.asarray((_ad.to_host(g).astype(np.float64) * _ad.to_host(X)).sum(),
+                                small.dtype).reshape(small.shape)
+        return (dbig, dsmall) if big is a else (dsmall, dbig)
+
+    return _wrap(_ad.scaled(X, s), (a, b), back)
+
+
 def neg(a) -> Tensor:
     a = tensor(a)
+    if a.on_device:
+        return _wrap(_ad.scaled(a.data, -1.0), (a,), lambda g: (_ad.scaled(g, -1.0),))
     return _wrap(-a.data, (a,), lambda g: (-g,))
 
 
@@ -327,6 +409,9 @@ def matmul(a, b) -> Tensor:
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
         a = a if isinstance(a, SparseMatrix) else SparseMatrix(a)
+        if b.on_device:
+            B = _ad.as_device(b.data)
+            return _wrap(_ad.sparse_product(a, B), (b,), lambda g: (_ad.sparse_product(a, g, transpose=True),))
         out = a._product(np.ascontiguousarray(b.data))
         return _wrap(out, (b,), lambda g: (a._product(np.ascontiguousarray(g, dtype=b.dtype), transpose=True),))
     a, b = tensor(a), tensor(b)
@@ -334,6 +419,10 @@ def matmul(a, b) -> Tensor:
         raise ValueError(f"matmul: expected 2-d operands, got shapes {a.shape} and {b.shape}")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: inner dimensions differ ({a.shape} @ {b.shape})")
+    if a.on_device or b.on_device:
+        A, B = _device_pair(a, b, "matmul")
+        return _wrap(_ad.matmul(A, B), (a, b), lambda g: (_ad.matmul(g, B, trans_b=True) if a.requires_grad else None,
+                                                          _ad.matmul(A, g, trans_a=True) if b.requires_grad else None))
     return _wrap(a.data @ b.data, (a, b), lambda g: (g @ b.data.T if a.requires_grad else None,
                                                      a.data.T @ g if b.requires_grad else None))
 
@@ -341,6 +430,9 @@ def matmul(a, b) -> Tensor:
 def relu(x) -> Tensor:
     """``max(x, 0)``; the gradient is 1 where ``x > 0`` and 0 elsewhere."""
     x = tensor(x)
+    if x.on_device:
+        out, back = _ad.relu(_ad.as_device(x.data))
+        return _wrap(out, (x,), lambda g: (back(g),))
     k = _kernels()
     xd = np.ascontiguousarray(x.data)
     out = np.empty_like(xd)
@@ -359,6 +451,8 @@ def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
     """``x`` if ``x > 0`` else ``negative_slope * x``."""
     x = tensor(x)
     slope = _check.real(negative_slope, "negative_slope")
+    if x.on_device:
+        return _ad.via_host(leaky_relu, [x], slope)
     factor = np.where(x.data > 0, 1.0, slope).astype(x.dtype)
     return _wrap(x.data * factor, (x,), lambda g: (g * factor,))
 
@@ -367,6 +461,9 @@ def elu(x, alpha: float = 1.0) -> Tensor:
     """``x`` if ``x > 0`` else ``alpha * (exp(x) - 1)``."""
     x = tensor(x)
     alpha = _check.real(alpha, "alpha", minimum=0.0)
+    if x.on_device:
+        out, back = _ad.elu(_ad.as_device(x.data), alpha)
+        return _wrap(out, (x,), lambda g: (back(g),))
     xd = np.ascontiguousarray(x.data)
     out, deriv = np.empty_like(xd), np.empty_like(xd)
     rows = (1, -1) if xd.ndim == 0 else (xd.shape[0], -1)
@@ -377,6 +474,8 @@ def elu(x, alpha: float = 1.0) -> Tensor:
 def softmax(x, axis: int = -1) -> Tensor:
     """Row softmax (max-shifted): ``dX = Y ⊙ (G − Σ G⊙Y)``."""
     x = tensor(x)
+    if x.on_device:
+        return _ad.via_host(softmax, [x], axis)
     z = x.data - x.data.max(axis=axis, keepdims=True)
     e = np.exp(z)
     y = e / e.sum(axis=axis, keepdims=True)
@@ -386,6 +485,8 @@ def softmax(x, axis: int = -1) -> Tensor:
 def log_softmax(x, axis: int = -1) -> Tensor:
     """``x − logsumexp(x)`` per row: ``dX = G − softmax(x) Σ G``."""
     x = tensor(x)
+    if x.on_device:
+        return _ad.via_host(log_softmax, [x], axis)
     z = x.data - x.data.max(axis=axis, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
     out = z - lse
@@ -402,12 +503,17 @@ def dropout(x, p: float, rng: np.random.Generator, training: bool = True) -> Ten
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator (seeded), got {type(rng).__name__}")
     keep = (rng.random(x.shape) >= p).astype(x.dtype) / x.dtype.type(1.0 - p)
+    if x.on_device:  # the host draw (so both backends drop the same entries), uploaded
+        K = _ad.upload(keep)
+        return _wrap(_ad.product(_ad.as_device(x.data), K), (x,), lambda g: (_ad.product(g, K),))
     return _wrap(x.data * keep, (x,), lambda g: (g * keep,))
 
 
 def l2_normalize(x, eps: float = 1e-12) -> Tensor:
     """Rows scaled to unit norm: ``y = x / max(‖x‖, eps)``; ``dX = (G − y (y·G)) / max(‖x‖, eps)``."""
     x = tensor(x)
+    if x.on_device:
+        return _ad.via_host(l2_normalize, [x], eps)
     norm = np.sqrt((x.data.astype(np.float64) ** 2).sum(axis=-1, keepdims=True))
     denom = np.maximum(norm, eps).astype(x.dtype)
     y = x.data / denom
@@ -425,6 +531,8 @@ def concat(tensors, axis: int = -1) -> Tensor:
     ts = [tensor(t) for t in tensors]
     if not ts:
         raise ValueError("tensors: need at least one tensor to concatenate")
+    if any(t.on_device for t in ts):
+        return _ad.via_host(lambda *hs: concat(hs, axis), ts)
     sizes = np.cumsum([t.shape[axis] for t in ts])[:-1]
     return _wrap(np.concatenate([t.data for t in ts], axis=axis), tuple(ts),
                  lambda g: tuple(np.split(g, sizes, axis=axis)))
@@ -433,6 +541,11 @@ def concat(tensors, axis: int = -1) -> Tensor:
 def mean(x, axis=None) -> Tensor:
     """Mean over ``axis`` (all entries when None)."""
     x = tensor(x)
+    if x.on_device:
+        if x.ndim == 3 and axis in (1, -2):  # GAT's mean over heads
+            out, back = _ad.mean_heads(_ad.as_device(x.data))
+            return _wrap(out, (x,), lambda g: (back(g),))
+        return _ad.via_host(mean, [x], axis)
     out = x.data.mean(axis=axis)
     count = x.data.size if axis is None else x.shape[axis]
 
@@ -447,6 +560,8 @@ def mean(x, axis=None) -> Tensor:
 
 def sum(x, axis=None) -> Tensor:  # noqa: A001 - mirrors numpy
     x = tensor(x)
+    if x.on_device:
+        return _ad.via_host(sum, [x], axis)
 
     def back(g):
         g = np.asarray(g, x.dtype)
@@ -459,11 +574,27 @@ def sum(x, axis=None) -> Tensor:  # noqa: A001 - mirrors numpy
 
 def reshape(x, shape) -> Tensor:
     x = tensor(x)
+    if x.on_device:
+        shape = _full_shape(shape, x.data.size)
+        return _wrap(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),))
     return _wrap(x.data.reshape(shape), (x,), lambda g: (g.reshape(x.shape),))
 
 
 # ---------------------------------------------------------------------------- graph operations
+def _full_shape(shape, size):
+    """``shape`` with its one ``-1`` (if any) resolved, as NumPy's reshape does."""
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(v) for v in shape)
+    if -1 in shape:
+        known = int(np.prod([v for v in shape if v != -1]))
+        shape = tuple(size // max(known, 1) if v == -1 else v for v in shape)
+    if int(np.prod(shape)) != size:
+        raise ValueError(f"shape: cannot reshape {size} entries into {shape}")
+    return shape
+
+
 def _as_2d(a):
+    if _ad.on_device(a):
+        return a.reshape(a.shape[0], a.size // max(a.shape[0], 1))
     return np.ascontiguousarray(a.reshape(a.shape[0], -1))
 
 
@@ -480,9 +611,16 @@ def spmm(graph: Graph, x, norm: str | None = None) -> Tensor:
         r, c = graph.norm_scales(norm, x.dtype)
         if norm == "rw":
             c = None
+    gt = graph.transpose()
+    if x.on_device:
+        ones = np.ones(graph.num_nodes, x.dtype)
+        dr = _ad.graph_vector(graph, ("row", norm), ones if r is None else r)
+        dc = _ad.graph_vector(graph, ("col", norm), ones if c is None else c)
+        xd = _as_2d(_ad.as_device(x.data))
+        out = _ad.spmm_scaled(graph, xd, dr, dc).reshape(x.shape)
+        return _wrap(out, (x,), lambda g: (_ad.spmm_scaled(gt, _as_2d(g), dc, dr).reshape(x.shape),))
     xd = _as_2d(x.data)
     out = spmm_scaled(graph, xd, r, c).reshape(x.shape)
-    gt = graph.transpose()
 
     def back(g):
         return (spmm_scaled(gt, _as_2d(np.asarray(g, x.dtype)), c, r).reshape(x.shape),)
@@ -506,6 +644,17 @@ def gcn_propagate(graph: Graph, x) -> Tensor:
         raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
     r = _gcn_scale(graph, x.dtype)
     r2 = r * r
+    if x.on_device:
+        dr, dr2 = _ad.graph_vector(graph, "gcn", r), _ad.graph_vector(graph, "gcn2", r2)
+        gt = graph.transpose()
+        xd = _as_2d(_ad.as_device(x.data))
+        out = _ad.add_scaled_rows(_ad.spmm_scaled(graph, xd, dr, dr), dr2, xd)
+
+        def back_device(g):
+            gd = _as_2d(g)
+            return (_ad.add_scaled_rows(_ad.spmm_scaled(gt, gd, dr, dr), dr2, gd).reshape(x.shape),)
+
+        return _wrap(out.reshape(x.shape), (x,), back_device)
     add_self = backend.kernels("sparse", "cpu").add_scaled_rows
     xd = _as_2d(x.data)
     out = spmm_scaled(graph, xd, r, r)
@@ -546,6 +695,8 @@ def gat_aggregate(graph: Graph, h, att_src, att_dst, negative_slope: float = 0.2
         if a.shape != (H, F):
             raise ValueError(f"{name}: expected shape [{H}, {F}], got {a.shape}")
     slope = _check.real(negative_slope, "negative_slope")
+    if h.on_device or att_src.on_device or att_dst.on_device:
+        return _gat_device(graph, h, att_src, att_dst, slope)
     indptr, cols = graph.with_self_loops()
     rows = np.repeat(np.arange(n), np.diff(indptr))
     hd = h.data
@@ -584,9 +735,30 @@ def gat_aggregate(graph: Graph, h, att_src, att_dst, negative_slope: float = 0.2
     return _wrap(out, (h, att_src, att_dst), back)
 
 
+def _gat_device(graph, h, att_src, att_dst, slope):
+    """:func:`gat_aggregate` on the device (``kernels/cuda/gat.py``); the self-loop CSR is uploaded once."""
+    k = backend.kernels("gat", "cuda")
+    if "device_self_loops" not in graph._cache:
+        graph._cache["device_self_loops"] = [_ad.upload(a) for a in graph.with_self_loops()] + [None]
+    cached = graph._cache["device_self_loops"]
+    indptr, cols = cached[0], cached[1]
+    dtype = h.dtype if h.on_device else att_src.dtype if att_src.on_device else att_dst.dtype
+    H, As, Ad = (_ad.as_device(t.data, dtype) for t in (h, att_src, att_dst))
+    out, saved = k.gat_forward(indptr, cols, H, As, Ad, slope)
+
+    def back(g):
+        if cached[2] is None:  # the arcs grouped by column, sorted on the device once per graph
+            cached[2] = k.gat_transpose(indptr, cols)
+        return k.gat_backward(indptr, cols, H, As, Ad, saved, g, transpose=cached[2])
+
+    return _wrap(out, (h, att_src, att_dst), back)
+
+
 def embedding(table, ids) -> Tensor:
     """Rows ``table[ids]``; the table's gradient is row-sparse (:class:`RowSparseGrad`)."""
     table = tensor(table)
+    if table.on_device:  # gathered on the host: one round trip (see fastgnn/_autograd_device.py)
+        return _ad.via_host(embedding, [table], _ad.to_host(ids))
     ids = _check.index_array(ids, "ids", upper=table.shape[0], ndim=None, what=f"table with {table.shape[0]} rows")
     shape = table.shape
 
@@ -619,6 +791,8 @@ def from_gradients(value, inputs, grads) -> Tensor:
                 out.append(None)
             elif isinstance(gr, RowSparseGrad):
                 out.append(RowSparseGrad(gr.rows, gr.values * scale, gr.shape))
+            elif _ad.on_device(gr):
+                out.append(gr if scale == 1.0 else _ad.scaled(gr, scale))
             else:
                 out.append(np.asarray(gr) * scale)
         return tuple(out)

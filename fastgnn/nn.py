@@ -58,6 +58,20 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, device: str) -> "Module":
+        """Move the parameters to ``"cuda"`` (device arrays: forward and backward then run on the GPU, see
+        :mod:`fastgnn._autograd_device`) or back to ``"cpu"`` (host arrays), in place; gradients are cleared."""
+        from . import _autograd_device as _ad
+
+        device = _check.choice(device, "device", ("cpu", "cuda"))
+        for p in self.parameters():
+            if device == "cuda" and not p.on_device:
+                p.data = _ad.upload(p.data)
+            elif device == "cpu" and p.on_device:
+                p.data = p.data.copy_to_host()
+            p.grad = None
+        return self
+
     def train(self, mode: bool = True):
         self.training = bool(mode)
         for value in vars(self).values():
@@ -71,8 +85,8 @@ class Module:
         return self.train(False)
 
     def state_dict(self) -> dict:
-        """``{name: array copy}`` of every parameter."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """``{name: array copy}`` of every parameter (host arrays, copied from the device for device tensors)."""
+        return {name: p.data.copy_to_host() if p.on_device else p.data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays into the parameters; names, shapes and dtypes must match exactly."""
@@ -85,7 +99,10 @@ class Module:
             arr = np.asarray(state[name])
             if arr.shape != p.shape:
                 raise ValueError(f"state: {name} has shape {arr.shape}, expected {p.shape}")
-            p.data[...] = arr.astype(p.dtype, copy=False)
+            if p.on_device:
+                p.data.copy_to_device(np.ascontiguousarray(arr, p.dtype))
+            else:
+                p.data[...] = arr.astype(p.dtype, copy=False)
 
 
 class Embedding(Module):

@@ -43,9 +43,9 @@ def _flat(x):
     return x.reshape(x.size)
 
 
-def is_finite(x) -> bool:
-    """No NaN/inf in the device array ``x`` (one flag read back)."""
-    return not _backend.kernels("optim", "cuda").has_nonfinite(_flat(x))
+def is_finite(*xs) -> bool:
+    """No NaN/inf in the device arrays ``xs`` (one flag read back for all of them)."""
+    return not _backend.kernels("optim", "cuda").has_nonfinite(*[_flat(x) for x in xs])
 
 
 class DeviceTable:
@@ -62,6 +62,14 @@ class DeviceTable:
         self.stale = False  # True while the device table is newer than the host one
         self._buffers = {}
         self._nodes = None  # iota(N) on the device, the row list of the gradient scatter
+
+    @classmethod
+    def over(cls, table):
+        """The objectives' bookkeeping over a device array ``[N, D]`` that is not a parameter: a GNN
+        encoder's output (see :class:`DeviceModel`)."""
+        out = cls.__new__(cls)
+        out.table, out.stale, out._buffers, out._nodes = table, False, {}, None
+        return out
 
     # ------------------------------------------------------------------ host <-> device
     def push(self, host):
@@ -186,3 +194,86 @@ class DeviceTable:
         similar = a.full(E, False, np.bool_)
         a.fill(similar[:m1], True)
         return pairs, similar
+
+
+class DeviceModel:
+    """The parameters of a GNN encoder (and of GRACE's projection head) on the device for the whole of
+    :meth:`Trainer.fit`.
+
+    While active (inside ``fit``) the parameter tensors' ``data`` are the device arrays, so the encoder's
+    forward and backward run on the device (:mod:`fastgnn._autograd_device`) and Adam steps its state there;
+    outside ``fit`` they are the user's host arrays again, refreshed in place when the device ones changed.
+    Node features are uploaded once per feature array (sparse ones as a :class:`~fastgnn.autograd.SparseMatrix`,
+    whose CSR arrays go up on first use). What crosses per epoch: the GRACE views' column masks (``F`` floats
+    each) and each dropped-edge view's CSR arrays (drawn on the host with the CPU path's RNG call), the loss
+    values, one finiteness flag for the gradients and one for the stepped parameters, and, with
+    ``positives="neighbors"``, what :class:`DeviceTable` lists for the objectives over the encoder output.
+    """
+
+    def __init__(self, tensors):
+        self.tensors = list(tensors)
+        self.host = [t.data for t in self.tensors]
+        self.arrays = [_arrays().upload(h) for h in self.host]
+        self.active = False
+        self.stale = False  # True while the device parameters are newer than the host ones
+        self._work = None
+        self._features = (None, None)
+
+    def push(self):
+        """Upload the host parameters (the newer ones: set by the user or loaded from a checkpoint)."""
+        if not self.active:
+            self.host = [t.data for t in self.tensors]
+        for h, d in zip(self.host, self.arrays):
+            d.copy_to_device(np.ascontiguousarray(h))
+        self.stale = False
+
+    def pull(self):
+        """Bring the host parameters up to date in place (only when the device ones changed)."""
+        if self.stale:
+            for h, d in zip(self.host, self.arrays):
+                d.copy_to_host(h)
+            self.stale = False
+
+    def activate(self):
+        for t, d in zip(self.tensors, self.arrays):
+            t.data = d
+            t.grad = None
+        self.active = True
+
+    def deactivate(self):
+        self.pull()
+        for t, h in zip(self.tensors, self.host):
+            t.data = h
+            t.grad = None
+        self.active = False
+
+    def snapshot(self, reuse=None):
+        """Device copies of the parameters (into ``reuse``, an earlier snapshot, when given)."""
+        out = [cuda.device_array_like(d) for d in self.arrays] if reuse is None else reuse
+        for o, d in zip(out, self.arrays):
+            o.copy_to_device(d)
+        return out
+
+    def restore(self, snap):
+        for d, s in zip(self.arrays, snap):
+            d.copy_to_device(s)
+        self.stale = True
+
+    def work(self, Z):
+        """The objectives' device bookkeeping (:class:`DeviceTable`) over the encoder output ``Z``; its
+        gradient buffers are kept across epochs."""
+        if self._work is None or tuple(self._work.table.shape) != tuple(Z.shape) or self._work.table.dtype != Z.dtype:
+            self._work = DeviceTable.over(Z)
+        self._work.table = Z
+        return self._work
+
+    def features(self, X):
+        """``X`` on the device: a dense array uploaded once, a sparse one as a SparseMatrix (CSR uploaded on
+        first use); None stays None."""
+        from .. import autograd as ag
+
+        if X is None or _check.is_device_array(X) or isinstance(X, ag.SparseMatrix):
+            return X
+        if self._features[0] is not X:
+            self._features = (X, ag.SparseMatrix(X) if ag._is_sparse(X) else _arrays().upload(X))
+        return self._features[1]

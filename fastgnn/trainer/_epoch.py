@@ -15,6 +15,15 @@ from ._parts import (_PARALLEL_KERNELS_FROM, _all_finite, _apply_difficulty, _de
                      _mines_on_device, _only_grad, _uniform_negatives, drop_edges, mask_features)
 
 
+def _norms(grads):
+    """``[‖g‖ for g in grads]`` in float64 (on the device for device arrays)."""
+    if _check.is_device_array(grads[0]):
+        from ._device import DeviceTable
+
+        return DeviceTable.norms(grads)
+    return [float(np.sqrt((np.asarray(g, np.float64) ** 2).sum())) for g in grads]
+
+
 class EpochMixin:
     """The per-epoch methods of :class:`~fastgnn.trainer.Trainer`."""
 
@@ -64,15 +73,18 @@ class EpochMixin:
         self.model.train()
         for p in self._parameters():
             p.grad = None
-        if self._dev is not None:
+        dm = self._device_model()
+        if self._dev is not None and dm is None:
             return self._device_epoch_step(graph, s, rng, epoch)
+        if dm is not None:
+            X = dm.features(X)  # uploaded once per feature array
         from .. import losses
 
         ops, values, gnorms = {}, {}, {}
         Z = None
         if "infonce" in self.objectives and self.positives == "views":
             Xv = X
-            if ag._is_sparse(X):  # CSR arrays (and their transpose) kept for the views' column masks
+            if ag._is_sparse(X) and not isinstance(X, ag.SparseMatrix):  # CSR arrays (and their transpose) kept
                 cached = getattr(self, "_sparse_features", None)
                 if cached is None or cached[0] is not X:
                     cached = self._sparse_features = (X, ag.SparseMatrix(X))
@@ -86,18 +98,17 @@ class EpochMixin:
             ops["infonce"] = ag.from_gradients(loss, [H1, H2], [g["anchors"], g["positives"]])
             values["infonce"] = float(loss)
             if self.combine == "gradnorm":
-                gnorms["infonce"] = float(np.sqrt((g["anchors"].astype(np.float64) ** 2).sum()
-                                                  + (g["positives"].astype(np.float64) ** 2).sum()))
+                gnorms["infonce"] = math.hypot(*_norms([g["anchors"], g["positives"]]))
             Z = Z1
         need_z = [o for o in self.objectives if o not in ops]
         if need_z and Z is None:
             Z = self._forward(graph, X)
-        Zd = None if Z is None else np.ascontiguousarray(Z.data)
+        Zd = None if Z is None else Z.data if Z.on_device else np.ascontiguousarray(Z.data)
         for o in need_z:
             values[o], dZ = self._objective(o, graph, Zd, s, rng)
             ops[o] = ag.from_gradients(values[o], [Z], [dZ])
             if self.combine == "gradnorm":
-                gnorms[o] = float(np.sqrt((np.asarray(dZ, np.float64) ** 2).sum()))
+                gnorms[o] = _norms([dZ])[0]
         total, mg, factors = self._weigh(values, s, epoch)
         combined = None
         for o in self.objectives:
@@ -128,6 +139,11 @@ class EpochMixin:
         self._after_step(values, gnorms, mg)
         return s, values, float(total)
 
+    def _work(self, Zd):
+        """The device bookkeeping of the objectives over ``Zd``: the device table, or the encoder output's."""
+        dm = self._device_model()
+        return self._dev if dm is None else dm.work(Zd)
+
     def _objective(self, o, graph, Zd, s, rng):
         """``(loss, dL/dZ)`` of objective ``o`` at ``Zd`` (a host array, or the device table: device gradient)."""
         from .. import losses
@@ -154,6 +170,12 @@ class EpochMixin:
         return total, mg, factors
 
     def _step(self, grads, epoch):
+        if self._device_model() is not None:
+            # the device step scans the gradients and skips itself when one is not finite (one flag read back)
+            if not self.optimizer.step(grads):
+                raise _Diverged(epoch, "gradient", float("nan"))
+            self._dev.stale = True
+            return
         for gr in grads:
             if not _all_finite(gr):
                 raise _Diverged(epoch, "gradient", float("nan"))
@@ -195,7 +217,7 @@ class EpochMixin:
             ids = np.ascontiguousarray(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
         if s["threshold"] is not None and ids.size:
             if _check.is_device_array(Zd):
-                ids = self._dev.difficulty(anchors, ids, s["threshold"])
+                ids = self._work(Zd).difficulty(anchors, ids, s["threshold"])
             else:
                 ids = _apply_difficulty(Zd, anchors, ids, s["threshold"])
         return ids
@@ -209,12 +231,15 @@ class EpochMixin:
         from .. import mining
 
         if _check.is_device_array(Zd) and not _mines_on_device(miner):
-            self._sync_host()
-            Zd = self.model.weight.data
+            if self._device_model() is not None:
+                Zd = Zd.copy_to_host()
+            else:
+                self._sync_host()
+                Zd = self.model.weight.data
         if isinstance(miner, mining.GraphHardNegativeMiner):
             hard = miner.mine(Zd, graph, anchors)
         elif _check.is_device_array(Zd):
-            rows = self._dev.rows(anchors)
+            rows = self._work(Zd).rows(anchors)
             hard = miner.mine(rows, rows, Zd, exclude=np.column_stack([anchors]))
         else:
             hard = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))
@@ -228,10 +253,10 @@ class EpochMixin:
         anchors, pos = self._anchors(graph, rng)
         device = _check.is_device_array(Zd)
         if anchors.size == 0:
-            return 0.0, (self._dev.zeros("infonce") if device else np.zeros_like(Zd))
+            return 0.0, (self._work(Zd).zeros("infonce") if device else np.zeros_like(Zd))
         ids = self._negatives(graph, Zd, anchors, s, rng)
         if device:
-            return self._dev.neighbour_infonce(anchors, pos, ids, s["temperature"], self.backend)
+            return self._work(Zd).neighbour_infonce(anchors, pos, ids, s["temperature"], self.backend)
         dZ = np.zeros_like(Zd)
         if ids is None:
             loss, g = losses.info_nce(Zd[anchors], Zd[pos], None, temperature=s["temperature"], backend=self.backend)
@@ -246,9 +271,9 @@ class EpochMixin:
         from .. import losses
 
         if _check.is_device_array(Zd):
-            got = self._dev.local_pairs(graph, rng)
+            got = self._work(Zd).local_pairs(graph, rng)
             if got is None:
-                return 0.0, self._dev.zeros("local")
+                return 0.0, self._work(Zd).zeros("local")
             pairs, similar = got
         else:
             src, dst, _ = graph.edges()

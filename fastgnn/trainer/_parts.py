@@ -37,6 +37,10 @@ def mask_features(X: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarr
     if p <= 0:
         return X
     keep = rng.random(X.shape[1]) >= p
+    if _check.is_device_array(X):  # the host draw (both backends mask the same columns), applied on the device
+        from .. import _autograd_device as _ad
+
+        return _ad.scale_columns(X, _ad.upload(keep, X.dtype))
     if isinstance(X, ag.SparseMatrix):  # a column scale: no copy of X
         return X.scale_columns(keep.astype(X.data.dtype))
     if ag._is_sparse(X):
@@ -182,12 +186,15 @@ def _only_grad(g):
     return g
 
 
-def _all_finite(x) -> bool:
-    if _check.is_device_array(x):
+def _all_finite(*xs) -> bool:
+    """No NaN/inf in the arrays ``xs`` (device arrays: one flag read back for all of them)."""
+    dev = [x for x in xs if _check.is_device_array(x)]
+    if dev:
         from ._device import is_finite
 
-        return is_finite(x)
-    return bool(np.isfinite(x).all())
+        if not is_finite(*dev):
+            return False
+    return all(bool(np.isfinite(x).all()) for x in xs if not _check.is_device_array(x))
 
 
 def _mines_on_device(miner) -> bool:
@@ -199,6 +206,10 @@ def _mines_on_device(miner) -> bool:
 
 def _dense_grad(p):
     g = p.grad
+    if p.on_device:
+        from .. import _autograd_device as _ad
+
+        return _ad.zeros(p.shape, p.dtype) if g is None else g
     if g is None:
         return np.zeros_like(p.data)
     if isinstance(g, ag.RowSparseGrad):

@@ -74,9 +74,12 @@ class Trainer(EpochMixin):
         table (``model.weight.data``) is refreshed when it is read — :meth:`embed`, checkpoints, ``eval_fn`` —
         and when :meth:`fit` returns or raises; inside a callback read :meth:`embed`. The built-in miners get
         the device table; a user miner object gets a host copy of it, made each epoch for mining only.
-        GNN encoders ("gcn", "sage", "gat", a user module) and ``positives="views"`` train on the host
-        (:mod:`fastgnn.autograd` is host-only): there only the loss and mining kernels run on the GPU, each call
-        copying its inputs to the device and its results back.
+        GNN encoders ("gcn", "sage", "gat", a user module; either ``positives``) train **device-resident** too:
+        their parameters (and the projection head's), Adam's state and the node features stay on the GPU for the
+        whole of :meth:`fit`, and the encoder's forward and backward run there (:mod:`fastgnn.autograd` on device
+        tensors); the views' column masks and dropped-edge graphs are drawn on the host with the CPU path's
+        random calls and uploaded (``F`` floats and one CSR per view and epoch). The parameter tensors hold device
+        arrays inside :meth:`fit` and the user's host arrays, refreshed in place, outside it.
     """
 
     def __init__(self, model="gcn", objectives=("infonce",), *, positives="views", dim=128, hidden=256, layers=2,
@@ -172,13 +175,22 @@ class Trainer(EpochMixin):
         if self.positives == "views" and self.projection and "infonce" in self.objectives:
             self.head = _Projection(self.dim, self.dim, self.seed + 101, self.dtype)
         self._dev = None
-        if self._device_resident():
+        mode = self._device_mode()
+        if mode == "table":
             from ._device import DeviceTable
 
             # the table and Adam's state live on the device; the trainer checks gradients itself (one scan)
             self._dev = DeviceTable(self.model.weight.data)
             self.optimizer = optim.Adam([self._dev.table], lr=self.lr, weight_decay=self.weight_decay,
                                         nonfinite="propagate")
+        elif mode == "model":
+            from ._device import DeviceModel
+
+            # the encoder's (and head's) parameters and Adam's state live on the device; a step with a non-finite
+            # gradient is skipped on the device (one flag read back) and the trainer reports the divergence
+            self._dev = DeviceModel(self._parameters())
+            self.optimizer = optim.Adam(self._dev.arrays, lr=self.lr, weight_decay=self.weight_decay,
+                                        nonfinite="skip")
         else:
             self.optimizer = optim.Adam([p.data for p in self._parameters()], lr=self.lr,
                                         weight_decay=self.weight_decay)
@@ -193,28 +205,43 @@ class Trainer(EpochMixin):
             ps = ps + self.head.parameters()
         return ps
 
-    def _device_resident(self):
-        """The table model with neighbour positives on the CUDA backend trains on a device-resident table."""
-        if not isinstance(self.model, nn.Embedding) or self.positives != "neighbors" or self.head is not None:
-            return False
+    def _device_mode(self):
+        """On the CUDA backend: "table" (the table model with neighbour positives: a device-resident table) or
+        "model" (an encoder: device-resident parameters); None on the CPU backend."""
         from .. import backend as _backend
 
-        return _backend.resolve(self.backend) == "cuda"
+        if _backend.resolve(self.backend) != "cuda":
+            return None
+        if isinstance(self.model, nn.Embedding) and self.positives == "neighbors" and self.head is None:
+            return "table"
+        return "model"
+
+    def _device_model(self):
+        """The :class:`~fastgnn.trainer._device.DeviceModel` of an encoder on the device, else None."""
+        from ._device import DeviceModel
+
+        return self._dev if isinstance(self._dev, DeviceModel) else None
 
     def _param_arrays(self):
-        """The arrays the optimizer updates: the device table, or the parameters' host arrays."""
+        """The arrays the optimizer updates: the device table or parameters, or the parameters' host arrays."""
+        if self._device_model() is not None:
+            return self._dev.arrays
         if self._dev is not None:
             return [self._dev.table]
         return [p.data for p in self._parameters()]
 
     def _sync_host(self):
-        """Refresh the host table from the device table (a no-op on the host path, or when it is current)."""
-        if self._dev is not None:
+        """Refresh the host parameters from the device ones (a no-op on the host path, or when they are current)."""
+        if self._device_model() is not None:
+            self._dev.pull()
+        elif self._dev is not None:
             self._dev.pull(self.model.weight.data)
 
     def _push_host(self):
-        """Upload the host table to the device-resident one (the host table is the newer one)."""
-        if self._dev is not None:
+        """Upload the host parameters to the device-resident ones (the host ones are the newer)."""
+        if self._device_model() is not None:
+            self._dev.push()
+        elif self._dev is not None:
             self._dev.push(self.model.weight.data)
 
     def _miner(self, k):
@@ -276,11 +303,17 @@ class Trainer(EpochMixin):
             self.load_checkpoint(resume)
         else:
             self._push_host()  # between fits the host table is the current one (the user may have set it)
+        dm = self._device_model()
         try:
+            if dm is not None:
+                dm.activate()  # the parameter tensors hold the device arrays until fit returns or raises
             self._fit_epochs(graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
                              checkpoint_every, progress, verbose)
         finally:
-            self._sync_host()  # the device table's one copy back per fit (none when nothing changed)
+            if dm is not None:
+                dm.deactivate()  # the one copy back per fit (none when nothing changed); host arrays again
+            else:
+                self._sync_host()  # the device table's one copy back per fit (none when nothing changed)
         return self.history
 
     def _fit_epochs(self, graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
@@ -302,7 +335,7 @@ class Trainer(EpochMixin):
                 self._restore(last_good)
                 raise TrainingDiverged(f"training diverged at epoch {epoch}, step 0: combined loss is {total}; "
                                        "parameters restored to the last good epoch")
-            if not all(_all_finite(p) for p in self._param_arrays()):
+            if not _all_finite(*self._param_arrays()):
                 self._restore(last_good)
                 raise TrainingDiverged(f"training diverged at epoch {epoch}, step 0: parameters became non-finite "
                                        "after the optimizer step; restored to the last good epoch")
@@ -360,9 +393,18 @@ class Trainer(EpochMixin):
         if graph is None:
             raise ValueError("graph: needed to embed with a GNN encoder")
         X = self._features(graph, features)
-        self.model.eval()
-        Z = self.model(graph, X).data.copy()
-        self.model.train()
+        dm = self._device_model()
+        entered = dm is not None and not dm.active
+        if entered:  # outside fit: the host parameters are the current ones
+            dm.push()
+            dm.activate()
+        try:
+            self.model.eval()
+            Z = self.model(graph, X if dm is None else dm.features(X)).numpy().copy()
+        finally:
+            self.model.train()
+            if entered:
+                dm.deactivate()
         return Z
 
     def _features(self, graph, features):
@@ -370,6 +412,11 @@ class Trainer(EpochMixin):
             return None
         if features is None:
             return np.eye(graph.num_nodes, dtype=self.dtype)  # featureless graphs: one-hot node ids
+        if _check.device_call(self.backend, features=features):  # CuPy / torch CUDA / numba: used in place
+            inp = _check.DeviceInputs()
+            X = inp.floats(features, "features", ndim=2, shape=(graph.num_nodes, None), dtype=self.dtype)
+            inp.checks.run()  # NaN/inf scan on the device
+            return X
         if ag._is_sparse(features):
             X = features.tocsr().astype(self.dtype)
             if X.shape[0] != graph.num_nodes:
@@ -387,6 +434,8 @@ class Trainer(EpochMixin):
     def _snapshot(self, reuse=None):
         """Copies of the parameters (into ``reuse``, an earlier snapshot, when given); device copies of the
         device-resident table (no host traffic)."""
+        if self._device_model() is not None:
+            return self._dev.snapshot(reuse)
         if self._dev is not None:
             return [self._dev.snapshot(None if reuse is None else reuse[0])]
         if reuse is None:
@@ -396,6 +445,9 @@ class Trainer(EpochMixin):
         return reuse
 
     def _restore(self, snap):
+        if self._device_model() is not None:
+            self._dev.restore(snap)
+            return
         if self._dev is not None:
             self._dev.restore(snap[0])
             return
@@ -447,11 +499,13 @@ class Trainer(EpochMixin):
             raise ValueError(f"resume: checkpoint {path!r} was written by another model or configuration "
                              f"({state['signature']['model']}, objectives {state['signature']['objectives']})")
         self.model.load_state_dict(state["model"])
-        self._push_host()
         if self.head is not None:
             self.head.load_state_dict(state["head"])
+        self._push_host()
         self.optimizer.load_state_dict(state["optimizer"])
-        if self._dev is not None:
+        if self._device_model() is not None:
+            self.optimizer.nonfinite = "skip"  # a non-finite device gradient skips the step (see _build)
+        elif self._dev is not None:
             self.optimizer.nonfinite = "propagate"  # the trainer scans the device gradient itself (see _build)
         self.mol.load_state_dict(state["mol"])
         if self._mol_opt is not None and state["mol_opt"] is not None:

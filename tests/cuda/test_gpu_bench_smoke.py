@@ -25,11 +25,11 @@ def _script():
 
 def test_gpu_bench_smoke(tmp_path, capsys):
     out = tmp_path / "rows.json"
-    assert _script().main(["--smoke", "copy", "dispatch", "infonce", "khop", "--json", str(out)]) == 0
+    assert _script().main(["--smoke", "copy", "dispatch", "infonce", "khop", "gcn", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["failed"] == []
     cases = {r["case"] for r in data["rows"]}
-    assert {"copy", "dispatch", "infonce", "khop"} <= cases
+    assert {"copy", "dispatch", "infonce", "khop", "gcn"} <= cases
     assert all(r["median_ms"] > 0 for r in data["rows"])
     assert "check: loss cuda" in capsys.readouterr().out  # the answer was compared with the CPU backend
 

@@ -46,12 +46,12 @@ def test_k_hop_batches_and_blocks(rng):
     g = _graph(rng, 15, 25)
     sources = rng.integers(0, 15, 9).astype(g.indices.dtype)
     ro, rn = ref.k_hop_ref(g.indptr, g.indices, sources, 2, 1)
-    # scratch for 4 sources per batch, 2 threads per block: several batches and blocks
+    # scratch for 4 sources per batch, 2 warps (sources) per block: several batches and blocks
     per = ((15 >> 6) + 1) * 8 + 15 * g.indices.dtype.itemsize
     from numba import cuda
 
     dev = [cuda.to_device(a) for a in (g.indptr, g.indices, sources)]
-    off, nodes = kc.launch_k_hop(*dev, 2, 1, threads=2, scratch_bytes=4 * per)  # device arrays in and out
+    off, nodes = kc.launch_k_hop(*dev, 2, 1, threads=64, scratch_bytes=4 * per)  # device arrays in and out
     np.testing.assert_array_equal(off.copy_to_host(), ro)
     np.testing.assert_array_equal(nodes.copy_to_host(), rn)
 

@@ -221,13 +221,6 @@ def test_user_miner_gets_host_arrays(graph):
     assert seen == [True] and np.isfinite(h["loss"]).all()
 
 
-def test_gnn_encoders_keep_host_training(graph):
-    tr = Trainer("gcn", ("infonce",), positives="views", dim=4, hidden=4, seed=0, backend="cuda")
-    h = tr.fit(graph, epochs=1)
-    assert tr._dev is None and isinstance(tr.model.parameters()[0].data, np.ndarray)
-    assert np.isfinite(h["loss"]).all()
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_match_the_host_code(rng, dtype):
     """gather_rows = Z[idx], difficulty_filter = trainer._apply_difficulty."""

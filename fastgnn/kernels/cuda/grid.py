@@ -17,6 +17,18 @@ def shape2(cols, rows, block):
     return gx, gy, math.ceil(ry / gy)
 
 
+def shape1(n, threads):
+    """``(blocks, threads per block)`` of a 1-d launch over ``n`` items (no more threads per block than items)."""
+    t = max(1, min(threads, n))
+    return (n + t - 1) // t, t
+
+
+def launch2(kernel, cols, rows, block, *args):
+    """Launch a :func:`grid2` kernel over ``cols`` x ``rows`` threads in blocks of ``block`` (nothing when empty)."""
+    if cols and rows:
+        kernel[shape2(cols, rows, block), block](*args)
+
+
 @cuda.jit(device=True, inline=True)
 def grid2():
     """``(column, row)`` of this thread in a :func:`shape2` launch (``cuda.grid(2)`` for any height)."""

@@ -1,9 +1,22 @@
-"""CUDA twins of ``kernels/cpu/mining.py``: one thread per source / anchor, the same selection rules.
+"""CUDA twins of ``kernels/cpu/mining.py``: one warp per k-hop source, one warp (top-K) or thread per anchor, the
+same selection rules.
 
-The CPU k-hop kernels own one visit bitmap per chunk of sources; here each thread owns one row of a
-``seen`` bitmap matrix and of a ``queue`` matrix passed in by the launcher (sources are processed in
-batches so that scratch stays bounded). The miner computes each block of similarities with
-``block_dot`` and offers it to per-anchor heaps kept in global memory.
+k-hop: the CPU kernels own one visit bitmap per chunk of sources; here warp ``s`` (32 lanes) runs the BFS of
+source ``s`` of a batch in row ``s`` of a ``seen`` bitmap matrix (uint64 words) and of a ``queue`` matrix
+passed in by the launcher (sources are processed in batches so that scratch stays bounded). A level is
+expanded in groups of up to 32 frontier nodes: one lane per node loads its row bounds, a warp scan of the
+degrees gives each row's offset in the group's edge list, and the lanes publish starts and offsets in a
+64-entry shared table per warp. The group's edges -- its rows concatenated in queue order -- are then read 32
+consecutive ones at a time: each lane finds its row by a binary search of the table and sets the neighbour's
+bit with an atomic or (lanes share bitmap words); the warp appends the nodes so claimed in edge order (a
+ballot and a lane-prefix popcount give each one its queue slot; ``match_any`` makes a repeated id count at
+its first lane). The queue thus equals the CPU kernel's entry for entry, and so do the rings (by distance,
+then discovery order). At the end the lanes clear the bitmap words they set, striding over the queue. The
+votes are ``kernels/cuda/warp.py``'s, emulated with shared memory and block barriers under the simulator,
+where the kernels run with one warp per block by default.
+
+The miner computes each block of similarities with ``block_dot`` and offers it to per-anchor heaps kept in
+global memory.
 
 The ``launch_*`` helpers take device arrays and leave their results on the device; the only host copy is
 the one int64 that sizes k-hop's ``nodes`` (an output whose length depends on the data).
@@ -16,7 +29,7 @@ from numba import cuda, float64, int64, uint64
 from . import arrays
 from .grid import shape2
 from .rng import hash3
-from .warp import SIM, scratch_size, warp_sum, warp_sync
+from .warp import SIM, scratch_size, warp_append_claimed, warp_scan_share, warp_sum, warp_sync
 
 HARDEST = 0
 SEMIHARD = 1
@@ -33,10 +46,31 @@ def _blocks(n, threads):
 
 
 # --------------------------------------------------------------------------------------------- k-hop
+KHOP_BLOCK = 32 if SIM else 128  # default threads per block of the k-hop kernels (one source per warp)
+_KHOP_MAX_BLOCK = 256
+_KHOP_TABLES = 2 * _KHOP_MAX_BLOCK  # each warp's group table: 32 row starts, 32 edge offsets
+_KHOP_SCRATCH = scratch_size(_KHOP_MAX_BLOCK)  # the votes' scratch for any block size (1 element on a GPU)
+
+
 @cuda.jit(device=True)
-def _bfs(indptr, indices, src, k, min_hops, seen, queue, r):
-    queue[r, 0] = src
-    seen[r, src >> 6] |= uint64(1) << uint64(src & 63)
+def _warp_bfs(indptr, indices, src, k, min_hops, seen, queue, r, grp, scratch, lane, w):
+    """BFS from ``src`` up to depth k by the 32 lanes of one warp, in rows ``r`` of ``seen`` / ``queue``; returns
+    ``(begin, end)`` (the same on every lane): ``queue[r, begin:end]`` = nodes at distance min_hops..k.
+
+    The queue is the CPU kernel's, entry for entry. A level is expanded in groups of up to 32 frontier nodes
+    (one per lane): the lanes load their node's row bounds and publish each row's start and offset in the
+    group's edge list in ``grp[64 w:64 w + 64]`` (shared; :func:`warp_scan_share`, which also orders lane 0's
+    setup before the other lanes' reads). The group's edges, its rows concatenated in queue order, are then
+    read 32 at a time: lane ``l`` takes edge ``c + l``, finds its row by a binary search of the offsets, and
+    sets the neighbour's bit with an atomic or (lanes share bitmap words); a bit found clear claims the node,
+    and :func:`warp_append_claimed` appends each claimed node once, in edge order (rows may repeat an id: its
+    first lane appends it). A ``warp_sync`` ends each group, so the entries a level expands are visible to
+    every lane and the next group may rewrite ``grp``; on return every entry and bit is visible.
+    """
+    if lane == 0:  # the first group's table orders these before the lanes' reads
+        queue[r, 0] = src
+        seen[r, src >> 6] |= uint64(1) << uint64(src & 63)
+    gs = 64 * w  # this warp's row starts; its edge offsets at gs + 32
     head = 0
     tail = 1
     ring = 0 if min_hops == 0 else -1
@@ -48,54 +82,114 @@ def _bfs(indptr, indices, src, k, min_hops, seen, queue, r):
         if head == level_end:
             break
         while head < level_end:
-            v = queue[r, head]
-            head += 1
-            for p in range(indptr[v], indptr[v + 1]):
-                j = indices[p]
-                bit = uint64(1) << uint64(j & 63)
-                word = seen[r, j >> 6]
-                if not (word & bit):
-                    seen[r, j >> 6] = word | bit
-                    queue[r, tail] = j
-                    tail += 1
+            size = min(32, level_end - head)
+            start = int64(0)
+            deg = int64(0)
+            if lane < size:
+                v = queue[r, head + lane]
+                start = int64(indptr[v])
+                deg = int64(indptr[v + 1]) - start
+            # lanes past size: degree 0, offset = edges
+            edges = warp_scan_share(start, deg, grp, gs, scratch, lane, w)
+            for c in range(0, edges, 32):
+                e = c + lane
+                j = int64(-1)
+                claimed = False
+                if e < edges:
+                    q = 0  # the last row whose offset is <= e (rows of degree 0 share their successor's offset)
+                    step = 16
+                    while step > 0:
+                        if grp[gs + 32 + q + step] <= e:
+                            q += step
+                        step >>= 1
+                    j = int64(indices[grp[gs + q] + e - grp[gs + 32 + q]])
+                    bit = uint64(1) << uint64(j & 63)
+                    claimed = (cuda.atomic.or_(seen, (r, j >> 6), bit) & bit) == 0
+                lower, count, mine = warp_append_claimed(claimed, j, scratch, lane, w)
+                if mine:
+                    queue[r, tail + lower] = j
+                tail += count
+            warp_sync()
+            head += size
         d += 1
     if ring < 0:
         ring = tail
-    for t in range(tail):  # leave the bitmap clear for the next launch
-        seen[r, queue[r, t] >> 6] = 0
     return ring, tail
 
 
+@cuda.jit(device=True)
+def _warp_clear(seen, queue, r, tail, lane):
+    """Clear the words of row ``r`` of ``seen`` that the BFS touched (lanes stride over the queue), leaving the
+    bitmap clear for the next launch."""
+    for t in range(lane, tail, 32):
+        seen[r, queue[r, t] >> 6] = 0
+
+
 @cuda.jit(cache=True)
-def k_hop_count(indptr, indices, sources, k, min_hops, seen, queue, counts):
-    """counts[s] = ring size of sources[s]; thread s uses row s of ``seen`` / ``queue``."""
-    s = cuda.grid(1)
+def k_hop_count(indptr, indices, sources, k, min_hops, seen, queue, counts, begins):
+    """counts[s] = ring size of sources[s], begins[s] = where the ring starts in row s of ``queue`` (which keeps
+    it until the next launch); warp s (threads 32 s .. 32 s + 31 of the grid) uses row s of ``seen`` /
+    ``queue``."""
+    grp = cuda.shared.array(_KHOP_TABLES, int64)
+    scratch = cuda.shared.array(_KHOP_SCRATCH, int64)
+    s = cuda.grid(1) // 32
     if s >= sources.shape[0]:
-        return
-    b, e = _bfs(indptr, indices, sources[s], k, min_hops, seen, queue, s)
-    counts[s] = e - b
+        return  # the whole warp
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    b, e = _warp_bfs(indptr, indices, sources[s], k, min_hops, seen, queue, s, grp, scratch, lane, w)
+    if lane == 0:
+        counts[s] = e - b
+        begins[s] = b
+    _warp_clear(seen, queue, s, e, lane)
 
 
 @cuda.jit(cache=True)
 def k_hop_fill(indptr, indices, sources, k, min_hops, seen, queue, offsets, nodes):
-    """nodes[offsets[s]:offsets[s + 1]] = ring of sources[s] (offsets relative to this batch)."""
-    s = cuda.grid(1)
+    """nodes[offsets[s]:offsets[s + 1]] = ring of sources[s] (offsets relative to this batch); one warp per
+    source, as in :func:`k_hop_count`."""
+    grp = cuda.shared.array(_KHOP_TABLES, int64)
+    scratch = cuda.shared.array(_KHOP_SCRATCH, int64)
+    s = cuda.grid(1) // 32
     if s >= sources.shape[0]:
+        return  # the whole warp
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    b, e = _warp_bfs(indptr, indices, sources[s], k, min_hops, seen, queue, s, grp, scratch, lane, w)
+    o = offsets[s] - b
+    for t in range(b + lane, e, 32):
+        nodes[o + t] = queue[s, t]
+    _warp_clear(seen, queue, s, e, lane)
+
+
+@cuda.jit(cache=True)
+def k_hop_copy(queue, begins, offsets, nodes):
+    """nodes[offsets[s]:offsets[s + 1]] = queue[s, begins[s]:...], the rings :func:`k_hop_count` left in the
+    queue (offsets relative to this batch); one warp per source, lanes over the ring."""
+    s = cuda.grid(1) // 32
+    if s >= begins.shape[0]:
         return
-    b, e = _bfs(indptr, indices, sources[s], k, min_hops, seen, queue, s)
-    o = offsets[s]
-    for t in range(b, e):
-        nodes[o + t - b] = queue[s, t]
+    lane = cuda.threadIdx.x % 32
+    b = begins[s]
+    o = offsets[s] - b
+    for t in range(b + lane, b + offsets[s + 1] - offsets[s], 32):
+        nodes[o + t] = queue[s, t]
 
 
 def launch_k_hop(indptr, indices, sources, k, min_hops, threads=None, scratch_bytes=_SCRATCH_BYTES):
     """``(offsets, nodes)`` like the CPU path, as device arrays, from device ``indptr``, ``indices`` and (non-empty)
     ``sources``.
 
-    Sources run in batches of bounded scratch: each batch counts its rings, a device scan turns all counts into
-    offsets, the total (one int64) is read back to size ``nodes``, and each batch searches again to write them.
+    One warp per source, ``threads`` (a multiple of 32, at most 256; default :data:`KHOP_BLOCK`) threads per
+    block. Sources run in batches of bounded scratch: each batch counts its rings, a device scan turns all counts
+    into offsets, the total (one int64) is read back to size ``nodes``; the last batch's rings, still in the
+    queue, are copied to ``nodes`` first, then each other batch searches again to write them (a single batch
+    searches once).
     """
-    threads = threads or _THREADS
+    threads = threads or KHOP_BLOCK
+    if threads % 32 or not 32 <= threads <= _KHOP_MAX_BLOCK:
+        raise ValueError(f"threads: must be a multiple of 32 in [32, {_KHOP_MAX_BLOCK}], got {threads}")
+    warps = threads // 32  # sources per block
     n = indptr.shape[0] - 1
     ns = sources.shape[0]
     words = (n >> 6) + 1
@@ -104,16 +198,20 @@ def launch_k_hop(indptr, indices, sources, k, min_hops, threads=None, scratch_by
     seen = arrays.full(batch * words, 0, np.uint64).reshape(batch, words)
     queue = cuda.device_array((batch, max(n, 1)), indices.dtype)
     counts = cuda.device_array(ns, np.int64)
+    begins = cuda.device_array(batch, np.int64)
     spans = [(lo, min(ns, lo + batch)) for lo in range(0, ns, batch)]
     for lo, hi in spans:
-        k_hop_count[_blocks(hi - lo, threads), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
-                                                        counts[lo:hi])
+        k_hop_count[_blocks(hi - lo, warps), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
+                                                      counts[lo:hi], begins[:hi - lo])
     offsets = arrays.offsets_from_counts(counts)
     nodes = cuda.device_array(int(offsets[ns:].copy_to_host()[0]), indices.dtype)
     if nodes.shape[0]:
-        for lo, hi in spans:  # offsets are absolute: the slice gives this batch's, nodes is written in place
-            k_hop_fill[_blocks(hi - lo, threads), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
-                                                           offsets[lo:hi + 1], nodes)
+        # offsets are absolute: the slice gives a batch's, nodes is written in place
+        lo, hi = spans[-1]  # its rings are still in the queue: copy them before the other batches reuse it
+        k_hop_copy[_blocks(hi - lo, warps), threads](queue, begins[:hi - lo], offsets[lo:hi + 1], nodes)
+        for lo, hi in spans[:-1]:
+            k_hop_fill[_blocks(hi - lo, warps), threads](indptr, indices, sources[lo:hi], k, min_hops, seen, queue,
+                                                         offsets[lo:hi + 1], nodes)
     return offsets, nodes
 
 

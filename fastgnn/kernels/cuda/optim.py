@@ -268,9 +268,10 @@ class StepGuard:
 _guards = threading.local()  # {device id: StepGuard} per thread, for has_nonfinite
 
 
-def has_nonfinite(x) -> bool:
-    """True when the flat device array ``x`` holds a NaN or an infinity. Called once per training step (the
-    Trainer's divergence check): the status words (one per thread and device) are allocated once, not per call."""
+def has_nonfinite(x, *more) -> bool:
+    """True when one of the flat device arrays ``x, *more`` holds a NaN or an infinity (one read back for all).
+    Called once per training step (the Trainer's divergence check): the status words (one per thread and device)
+    are allocated once, not per call."""
     dev = getattr(cuda.get_current_device(), "id", 0)  # the simulator's device has no id
     per_device = getattr(_guards, "by_device", None)
     if per_device is None:
@@ -279,7 +280,8 @@ def has_nonfinite(x) -> bool:
     if guard is None:
         guard = per_device[dev] = StepGuard()
     guard.begin()
-    guard.scan(x, 1)
+    for a in (x,) + more:
+        guard.scan(a, 1)
     return guard.finish() != 0
 
 

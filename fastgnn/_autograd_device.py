@@ -1,0 +1,299 @@
+"""The CUDA paths of :mod:`fastgnn.autograd`: the same operations on numba device arrays.
+
+A :class:`~fastgnn.autograd.Tensor` whose ``data`` is a device array keeps its forward values, its
+backward closures' saved arrays and its gradients on the device; the encoders of :mod:`fastgnn.nn`
+(GCN, GraphSAGE, GAT, Linear, ReLU/ELU, the GRACE projection head) then train without a host copy per
+step. The operations run the kernels of ``kernels/cuda/autograd.py`` (GEMM, elementwise, column sums),
+``kernels/cuda/sparse.py`` (CSR products, with the graph's arrays and scales uploaded once per graph)
+and ``kernels/cuda/gat.py`` (attention). The operations without a device kernel of their own
+(``leaky_relu``, ``softmax``, ``log_softmax``, ``l2_normalize``, ``concat``, ``mean``/``sum`` other than
+over the heads axis, ``embedding``) run through :func:`via_host`: their inputs are copied to the host, the
+host operation runs, and its result and, on backward, its gradients are copied back — correct, but one
+round trip each, which the built-in encoders never take.
+
+Mixed operands: a host array meeting a device tensor is uploaded (a constant, such as node features);
+gradients reach a host tensor as host arrays (see ``Tensor.backward``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _check, backend
+
+
+def kernels():
+    return backend.kernels("autograd", "cuda")
+
+
+def _arrays():
+    return backend.kernels("arrays", "cuda")
+
+
+def on_device(x) -> bool:
+    return _check.is_device_array(x)
+
+
+def flat(x):
+    return x.reshape(x.size)
+
+
+def empty(shape, dtype):
+    from numba import cuda
+
+    return cuda.device_array((shape,) if isinstance(shape, (int, np.integer)) else tuple(shape), dtype=dtype)
+
+
+def empty_like(x):
+    return empty(x.shape, x.dtype)
+
+
+def zeros(shape, dtype):
+    out = empty(shape, dtype)
+    if out.size:
+        _arrays().fill(flat(out), 0)
+    return out
+
+
+def ones_like(x):
+    out = empty_like(x)
+    if out.size:
+        _arrays().fill(flat(out), 1)
+    return out
+
+
+def upload(x, dtype=None):
+    return _arrays().upload(np.asarray(x) if dtype is None else np.asarray(x, dtype))
+
+
+def to_host(x):
+    return x.copy_to_host() if on_device(x) else np.asarray(x)
+
+
+def copy(x):
+    """A device copy of ``x`` (device to device)."""
+    out = empty_like(x)
+    if x.size:
+        out.copy_to_device(x)
+    return out
+
+
+def as_device(x, dtype=None):
+    """``x`` itself when on the device (checked to be C-contiguous), else uploaded."""
+    if on_device(x):
+        arr = _check.device_array(x, "x", dtypes=None)
+        if dtype is not None and np.dtype(arr.dtype) != np.dtype(dtype):
+            raise TypeError(f"x: expected a device array of {np.dtype(dtype)}, got {arr.dtype}")
+        if not arr.is_c_contiguous():
+            raise TypeError("x: device tensors must be C-contiguous")
+        return arr
+    return upload(x, dtype)
+
+
+# ---------------------------------------------------------------------------- elementwise
+def plus(a, b):
+    """``a + b`` of one shape, a new array."""
+    out = empty_like(a)
+    if a.size:
+        kernels().add(flat(a), flat(b), flat(out))
+    return out
+
+
+def add_into(acc, g):
+    """``acc += g`` in place."""
+    if acc.size:
+        kernels().axpy(1.0, flat(g), flat(acc))
+    return acc
+
+
+def scaled(x, alpha):
+    out = empty_like(x)
+    if x.size:
+        kernels().scale(flat(x), float(alpha), flat(out))
+    return out
+
+
+def product(a, b):
+    out = empty_like(a)
+    if a.size:
+        kernels().mul(flat(a), flat(b), flat(out))
+    return out
+
+
+def _row_broadcast(big, small):
+    """``small`` broadcasts over ``big``'s rows: shapes ``[N, F]`` and ``[1, F]`` (or ``[F]``)."""
+    return big.ndim == 2 and small.shape in ((1, big.shape[1]), (big.shape[1],))
+
+
+def broadcast_add(a, b, sign=1.0):
+    """``a + sign * b`` for equal shapes or a row vector broadcast over a matrix (either side)."""
+    if a.shape == b.shape:
+        if sign == 1.0:
+            return plus(a, b)
+        out = copy(a)
+        if out.size:
+            kernels().axpy(sign, flat(b), flat(out))
+        return out
+    if _row_broadcast(a, b):
+        row = b.reshape(1, a.shape[1])
+        out = empty_like(a)
+        if a.size:
+            kernels().add_row(a, row if sign == 1.0 else scaled(row, sign), out)
+        return out
+    if _row_broadcast(b, a):
+        out = empty_like(b) if sign == 1.0 else scaled(b, sign)
+        if b.size:
+            kernels().add_row(b if sign == 1.0 else out, a.reshape(1, b.shape[1]), out)
+        return out
+    raise ValueError(f"add: device tensors of shapes {a.shape} and {b.shape}: the device path broadcasts only "
+                     "a [1, F] row over an [N, F] matrix")
+
+
+def unbroadcast(g, shape):
+    """The device twin of ``autograd._unbroadcast`` for the broadcasts :func:`broadcast_add` makes."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    if g.ndim == 2 and shape in ((1, g.shape[1]), (g.shape[1],)):
+        out = zeros((1, g.shape[1]), g.dtype)
+        if g.shape[0]:
+            kernels().column_sums(g, out)
+        return out.reshape(shape)
+    raise ValueError(f"unbroadcast: cannot reduce a device gradient of shape {g.shape} to {shape}")
+
+
+def relu(x):
+    k = kernels()
+    out = empty_like(x)
+    if x.size:
+        k.relu_forward(flat(x), flat(out))
+
+    def back(g):
+        dx = empty_like(out)
+        if out.size:
+            k.relu_backward(flat(g), flat(out), flat(dx))
+        return dx
+
+    return out, back
+
+
+def elu(x, alpha):
+    out, deriv = empty_like(x), empty_like(x)
+    if x.size:
+        kernels().elu_forward(flat(x), float(alpha), flat(out), flat(deriv))
+    return out, (lambda g: product(g, deriv))
+
+
+def mean_heads(x):
+    """``x.mean(axis=1)`` of an ``[N, H, F]`` device array, and its backward."""
+    n, h, f = x.shape
+    out = empty((n, f), x.dtype)
+    if out.size:
+        kernels().mean_axis1(x, out)
+
+    def back(g):
+        dx = empty((n, h, f), x.dtype)
+        if dx.size:
+            kernels().broadcast_axis1(g, h, dx)
+        return dx
+
+    return out, back
+
+
+def matmul(A, B, trans_a=False, trans_b=False):
+    m = A.shape[1] if trans_a else A.shape[0]
+    n = B.shape[0] if trans_b else B.shape[1]
+    out = empty((m, n), A.dtype)
+    if out.size:
+        k = A.shape[0] if trans_a else A.shape[1]
+        if k == 0:
+            _arrays().fill(flat(out), 0)
+        else:
+            kernels().matmul(A, B, out, trans_a=trans_a, trans_b=trans_b)
+    return out
+
+
+def scale_columns(X, s):
+    out = empty_like(X)
+    if X.size:
+        kernels().scale_columns(X, s, out)
+    return out
+
+
+# ---------------------------------------------------------------------------- sparse products
+def graph_vector(graph, name, host):
+    """A per-node vector of ``graph`` (degree scales) on the device, uploaded once per graph and dtype."""
+    key = ("device_vector", name, np.dtype(host.dtype).str)
+    if key not in graph._cache:
+        graph._cache[key] = upload(host)
+    return graph._cache[key]
+
+
+def spmm_scaled(graph, X, r, c):
+    """``diag(r) A diag(c) X`` on the device for ``[N, D]`` device ``X`` (``r``, ``c`` device vectors)."""
+    indptr, indices, w = graph.device_arrays()
+    out = empty_like(X)
+    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, w, graph.weights is not None, 1, r, c, X, out)
+    return out
+
+
+def add_scaled_rows(out, scale, X):
+    if out.size:
+        kernels().add_scaled_rows(out, scale, X)
+    return out
+
+
+def sparse_product(M, X, transpose=False):
+    """``(M diag(s)) X`` or ``diag(s) Mᵀ X`` of a :class:`~fastgnn.autograd.SparseMatrix` and device ``X``:
+    the CSR arrays (and the transpose's) are uploaded once and shared by the column-scaled copies."""
+    key = ("device", bool(transpose), np.dtype(X.dtype).str)
+    if key not in M._shared:
+        indptr, indices, data = M._transpose() if transpose else (M.indptr, M.indices, M.data)
+        M._shared[key] = (upload(indptr), upload(indices), upload(data, X.dtype))
+    indptr, indices, data = M._shared[key]
+    n = indptr.shape[0] - 1
+    out = empty((n, X.shape[1]), X.dtype)
+    if M.col_scale is None:
+        mode, r, c = 0, zeros(1, X.dtype), zeros(1, X.dtype)
+    else:  # the column scale of this copy (a feature mask), uploaded once per copy
+        if M._device_scale is None or np.dtype(M._device_scale.dtype) != np.dtype(X.dtype):
+            M._device_scale = upload(M.col_scale, X.dtype)
+        mode, s = 1, M._device_scale
+        r, c = (s, _ones(M, X.shape[0], X.dtype)) if transpose else (_ones(M, n, X.dtype), s)
+    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, data, True, mode, r, c, X, out)
+    return out
+
+
+def _ones(M, n, dtype):
+    key = ("ones", n, np.dtype(dtype).str)
+    if key not in M._shared:
+        M._shared[key] = ones_like(empty(n, dtype))
+    return M._shared[key]
+
+
+# ---------------------------------------------------------------------------- host fallback
+def via_host(op, tensors, *args, **kwargs):
+    """Run the host operation ``op(*host copies of tensors, *args)`` for device tensors: the result is
+    uploaded, and on backward the gradient goes to the host and the inputs' gradients come back."""
+    from .autograd import Tensor, _wrap
+
+    hosts = [Tensor(to_host(t.data), requires_grad=t.requires_grad) for t in tensors]
+    res = op(*hosts, *args, **kwargs)
+    for t, h in zip(tensors, hosts):
+        if res is h:
+            return t
+    value = upload(res.data)
+    if res._backward is None:
+        return Tensor(value)
+
+    def back(g):
+        grads = res._backward(to_host(g))
+        by_parent = {id(p): pg for p, pg in zip(res._parents, grads)}
+        out = []
+        for t, h in zip(tensors, hosts):
+            pg = by_parent.get(id(h))
+            if pg is not None and hasattr(pg, "to_dense"):  # a row-sparse gradient (embedding)
+                pg = pg.to_dense(h.dtype)
+            out.append(None if pg is None else upload(pg, t.dtype))
+        return tuple(out)
+
+    return _wrap(value, tuple(tensors), back)

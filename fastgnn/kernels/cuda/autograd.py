@@ -1,0 +1,406 @@
+"""Device kernels of a device-resident autograd (GCN / SAGE encoders, a projection head).
+
+Every public function here is a launch helper over numba device arrays: C-contiguous, one float dtype
+(float32 or float64) throughout a call, outputs preallocated by the caller. Nothing is copied to the host,
+nothing is returned, and an input with a zero dimension launches nothing. The NumPy expression each matches:
+
+* :func:`matmul` ``(A, B, out, trans_a, trans_b)``: ``out = op(A) @ op(B)``, ``op`` transposing where its flag
+  is set (A and B in their stored shapes). A tiled GEMM through shared memory; it accumulates in the array
+  dtype (float32 for float32, as NumPy's and cuBLAS's SGEMM do), so float32 results agree with a float64
+  product to float32 rounding times ~sqrt(K), not bit for bit. ``K == 0`` writes zeros.
+* :func:`add_row`: ``out = X + b`` (b [1, F] broadcast over the rows; ``out`` may be ``X``).
+* :func:`add`, :func:`mul`: flat ``out = a + b``, ``out = a * b`` (``out`` may alias an input), bit for bit.
+* :func:`axpy`: flat ``y += alpha * x`` in the array dtype (a GPU may fuse it into one FMA: not bit for bit).
+* :func:`scale`: flat ``out = dtype(alpha) * x``, bit for bit.
+* :func:`column_sums`: ``out = G.sum(axis=0, keepdims=True)``, accumulated in float64 in a fixed order (two
+  passes, no atomics: the same bits on every run).
+* :func:`relu_forward`, :func:`relu_backward`: ``np.where(x > 0, x, 0)`` (NaN gives 0) and ``g * (y > 0)`` as
+  a product, bit for bit (the twins of ``kernels/cpu/autograd.py``).
+* :func:`elu_forward`: ``out = np.where(x > 0, x, alpha * np.expm1(x))`` and
+  ``deriv = np.where(x > 0, 1, alpha * np.expm1(x) + alpha)`` (``math.expm1``; NaN stays NaN).
+* :func:`scale_columns`: ``out = X * s[None, :]``, bit for bit.
+* :func:`add_scaled_rows`: ``out += scale[:, None] * X`` with the product rounded on its own (never an FMA),
+  bit for bit (the twin of ``kernels/cpu/sparse.py:add_scaled_rows``).
+* :func:`mean_axis1`: ``out = x.mean(axis=1)`` for x [N, H, F] (summed over H in order in the dtype, then
+  divided by H, as NumPy does); :func:`broadcast_axis1`: ``out = g[:, None, :] / H`` (its backward).
+
+The flat kernels take 1-d views (``.reshape(-1)``) and run one thread per element on a 1-d grid of
+``THREADS``-thread blocks; the 2-d ones run one thread per element on a (columns, rows) grid of ``TILE``
+blocks (:func:`grid.shape2`), the 32 lanes of a warp on consecutive columns of one row (coalesced).
+"""
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from .grid import grid2, launch2, shape1, shape2
+from .mathfn import mul_rn
+
+THREADS = 256  # threads per block of the flat kernels (tests lower it so tiny inputs span several blocks)
+TILE = (32, 8)  # (columns, rows) per block of the 2-d elementwise kernels
+
+# GEMM: a block of MM_TX x MM_TY threads computes a MM_BM x MM_BN tile of ``out``, each thread a 4 x 4 register
+# block (rows ty + r * MM_TY, columns tx + c * MM_TX, r, c < 4), stepping over K in slices of MM_BK staged in
+# shared memory. MM_BM = 4 * MM_TY and MM_BN = 4 * MM_TX; the shared tiles are K-major, padded by one column
+# (tests change all of these together).
+MM_TX = 16
+MM_TY = 16
+MM_BK = 16
+MM_BM = 4 * MM_TY
+MM_BN = 4 * MM_TX
+MM_A_SHARED = (MM_BK, MM_BM + 1)
+MM_B_SHARED = (MM_BK, MM_BN + 1)
+
+# column sums: blocks of (CS_TX columns, CS_TY rows); the rows are split over column_parts(N) blocks per column
+# group, whose float64 partial sums a second kernel adds in order.
+CS_TX = 32  # a warp along consecutive columns of a row
+CS_TY = 8  # a power of two (the block's tree)
+CS_PARTS = 128  # most row parts
+CS_MIN_ROWS = 64  # fewest rows per part
+
+
+def _grid1(n):
+    return shape1(n, THREADS)
+
+
+def _launch2(kernel, rows, cols, *args):
+    launch2(kernel, cols, rows, TILE, *args)
+
+
+# --------------------------------------------------------------------------- GEMM
+@cuda.jit(device=True, inline=True)
+def _store4(out, m, n, M, N, v0, v1, v2, v3):
+    """out[m, n + c * MM_TX] = v_c for the columns inside ``out`` (nothing when the row is past M)."""
+    if m < M:
+        if n < N:
+            out[m, n] = v0
+        if n + MM_TX < N:
+            out[m, n + MM_TX] = v1
+        if n + 2 * MM_TX < N:
+            out[m, n + 2 * MM_TX] = v2
+        if n + 3 * MM_TX < N:
+            out[m, n + 3 * MM_TX] = v3
+
+
+@cuda.jit(cache=True)
+def _matmul(A, B, out, trans_a, trans_b):
+    """out = op(A) @ op(B); block (bx, by) computes out[by*BM:(by+1)*BM, bx*BN:(bx+1)*BN].
+
+    Each K slice of op(A) (BM x BK) and op(B) (BK x BN) is loaded with consecutive threads on consecutive
+    addresses of the stored array (along K for A and Bᵀ stored row-major, along M / N for Aᵀ and B), into
+    K-major shared tiles (padded by one column against bank conflicts on the transposing stores). Entries
+    past M, N or K load as 0, so the last partial slice adds exact zeros."""
+    M = out.shape[0]
+    N = out.shape[1]
+    K = A.shape[0] if trans_a else A.shape[1]
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    n0 = cuda.blockIdx.x * MM_BN
+    m0 = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * MM_BM
+    if m0 >= M:  # a folded grid's spare blocks: the whole block leaves, before any barrier
+        return
+    As = cuda.shared.array(MM_A_SHARED, A.dtype)
+    Bs = cuda.shared.array(MM_B_SHARED, B.dtype)
+    zero = out.dtype.type(0)
+    c00 = c01 = c02 = c03 = zero
+    c10 = c11 = c12 = c13 = zero
+    c20 = c21 = c22 = c23 = zero
+    c30 = c31 = c32 = c33 = zero
+    tid = ty * MM_TX + tx
+    for k0 in range(0, K, MM_BK):
+        for q in range(tid, MM_BK * MM_BM, MM_TX * MM_TY):
+            if trans_a:  # A [K, M]: consecutive threads along m
+                kk = q // MM_BM
+                mm = q - kk * MM_BM
+                k = k0 + kk
+                m = m0 + mm
+                As[kk, mm] = A[k, m] if k < K and m < M else zero
+            else:  # A [M, K]: consecutive threads along k
+                mm = q // MM_BK
+                kk = q - mm * MM_BK
+                k = k0 + kk
+                m = m0 + mm
+                As[kk, mm] = A[m, k] if k < K and m < M else zero
+        for q in range(tid, MM_BK * MM_BN, MM_TX * MM_TY):
+            if trans_b:  # B [N, K]: consecutive threads along k
+                nn = q // MM_BK
+                kk = q - nn * MM_BK
+                k = k0 + kk
+                n = n0 + nn
+                Bs[kk, nn] = B[n, k] if k < K and n < N else zero
+            else:  # B [K, N]: consecutive threads along n
+                kk = q // MM_BN
+                nn = q - kk * MM_BN
+                k = k0 + kk
+                n = n0 + nn
+                Bs[kk, nn] = B[k, n] if k < K and n < N else zero
+        cuda.syncthreads()
+        for kk in range(MM_BK):
+            a0 = As[kk, ty]
+            a1 = As[kk, ty + MM_TY]
+            a2 = As[kk, ty + 2 * MM_TY]
+            a3 = As[kk, ty + 3 * MM_TY]
+            b0 = Bs[kk, tx]
+            b1 = Bs[kk, tx + MM_TX]
+            b2 = Bs[kk, tx + 2 * MM_TX]
+            b3 = Bs[kk, tx + 3 * MM_TX]
+            c00 += a0 * b0
+            c01 += a0 * b1
+            c02 += a0 * b2
+            c03 += a0 * b3
+            c10 += a1 * b0
+            c11 += a1 * b1
+            c12 += a1 * b2
+            c13 += a1 * b3
+            c20 += a2 * b0
+            c21 += a2 * b1
+            c22 += a2 * b2
+            c23 += a2 * b3
+            c30 += a3 * b0
+            c31 += a3 * b1
+            c32 += a3 * b2
+            c33 += a3 * b3
+        cuda.syncthreads()
+    m = m0 + ty
+    n = n0 + tx
+    _store4(out, m, n, M, N, c00, c01, c02, c03)
+    _store4(out, m + MM_TY, n, M, N, c10, c11, c12, c13)
+    _store4(out, m + 2 * MM_TY, n, M, N, c20, c21, c22, c23)
+    _store4(out, m + 3 * MM_TY, n, M, N, c30, c31, c32, c33)
+
+
+def matmul(A, B, out, trans_a=False, trans_b=False):
+    """``out = op(A) @ op(B)`` (2-d device arrays; ``op`` transposes where the flag is set, so ``trans_a`` with A
+    [K, M] multiplies by Aᵀ [M, K]). Accumulates in the array dtype. Raises ValueError on mismatched shapes."""
+    M, K = (A.shape[1], A.shape[0]) if trans_a else A.shape
+    K2, N = (B.shape[1], B.shape[0]) if trans_b else B.shape
+    if K != K2 or tuple(out.shape) != (M, N):
+        raise ValueError(f"matmul: op(A) {M}x{K} @ op(B) {K2}x{N} into out {tuple(out.shape)}")
+    if M == 0 or N == 0:
+        return
+    _matmul[shape2(N, M, (MM_BN, MM_BM)), (MM_TX, MM_TY)](A, B, out, bool(trans_a), bool(trans_b))
+
+
+# --------------------------------------------------------------------------- elementwise, 2-d
+@cuda.jit(cache=True)
+def _add_row(X, b, out):
+    j, i = grid2()
+    if i < X.shape[0] and j < X.shape[1]:
+        out[i, j] = X[i, j] + b[0, j]
+
+
+@cuda.jit(cache=True)
+def _scale_columns(X, s, out):
+    j, i = grid2()
+    if i < X.shape[0] and j < X.shape[1]:
+        out[i, j] = X[i, j] * s[j]
+
+
+@cuda.jit(cache=True)
+def _add_scaled_rows(out, scale, X):
+    j, i = grid2()
+    if i < X.shape[0] and j < X.shape[1]:
+        # the product of two float32 is exact in float64: rounding it to the dtype is the dtype's own product,
+        # and mul_rn keeps a float64 product from fusing with the add (NumPy rounds twice)
+        p = out.dtype.type(mul_rn(float64(scale[i]), float64(X[i, j])))
+        out[i, j] = out[i, j] + p
+
+
+@cuda.jit(cache=True)
+def _mean_axis1(x, out):
+    j, i = grid2()
+    H = x.shape[1]
+    if i < x.shape[0] and j < x.shape[2]:
+        acc = out.dtype.type(0)
+        for h in range(H):
+            acc += x[i, h, j]
+        out[i, j] = acc / out.dtype.type(H)
+
+
+@cuda.jit(cache=True)
+def _broadcast_axis1(g, h, out):
+    j, r = grid2()  # r = i * H + head: a row of out viewed as [N * H, F]
+    H = out.shape[1]
+    if r < out.shape[0] * H and j < out.shape[2]:
+        i = r // H
+        out[i, r - i * H, j] = g[i, j] / h
+
+
+def add_row(X, b, out):
+    """``out = X + b`` (X [N, F], b [1, F]); ``out`` may be ``X``."""
+    _launch2(_add_row, X.shape[0], X.shape[1], X, b, out)
+
+
+def scale_columns(X, s, out):
+    """``out = X * s[None, :]`` (X [N, F], s [F] of X's dtype)."""
+    _launch2(_scale_columns, X.shape[0], X.shape[1], X, s, out)
+
+
+def add_scaled_rows(out, scale, X):
+    """``out += scale[:, None] * X`` in place (out, X [N, F], scale [N]), rounded like NumPy (no FMA)."""
+    _launch2(_add_scaled_rows, X.shape[0], X.shape[1], out, scale, X)
+
+
+def mean_axis1(x, out):
+    """``out = x.mean(axis=1)`` (x [N, H, F], out [N, F]); H = 0 gives NaN, as NumPy does."""
+    _launch2(_mean_axis1, x.shape[0], x.shape[2], x, out)
+
+
+def broadcast_axis1(g, H, out):
+    """``out = g[:, None, :] / H`` (g [N, F], out [N, H, F]): the gradient of :func:`mean_axis1`."""
+    if H:
+        _launch2(_broadcast_axis1, out.shape[0] * H, out.shape[2], g, out.dtype.type(H), out)
+
+
+# --------------------------------------------------------------------------- elementwise, flat
+@cuda.jit(cache=True)
+def _add(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit(cache=True)
+def _mul(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit(cache=True)
+def _axpy(alpha, x, y):
+    i = cuda.grid(1)
+    if i < y.shape[0]:
+        y[i] += alpha * x[i]
+
+
+@cuda.jit(cache=True)
+def _scale(x, alpha, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = alpha * x[i]
+
+
+@cuda.jit(cache=True)
+def _relu_forward(x, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        zero = x.dtype.type(0)
+        v = x[i]
+        out[i] = v if v > zero else zero
+
+
+@cuda.jit(cache=True)
+def _relu_backward(g, y, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        zero = y.dtype.type(0)
+        one = y.dtype.type(1)
+        out[i] = g[i] * (one if y[i] > zero else zero)
+
+
+@cuda.jit(cache=True)
+def _elu_forward(x, alpha, out, deriv):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = x[i]
+        neg = alpha * math.expm1(v)
+        out[i] = v if v > 0 else neg
+        deriv[i] = x.dtype.type(1) if v > 0 else neg + alpha
+
+
+def _launch1(kernel, n, *args):
+    if n:
+        kernel[_grid1(n)](*args)
+
+
+def add(a, b, out):
+    """``out = a + b`` (1-d, equal sizes); ``out`` may alias ``a`` or ``b``."""
+    _launch1(_add, out.shape[0], a, b, out)
+
+
+def mul(a, b, out):
+    """``out = a * b`` (1-d, equal sizes); ``out`` may alias ``a`` or ``b``."""
+    _launch1(_mul, out.shape[0], a, b, out)
+
+
+def axpy(alpha, x, y):
+    """``y += alpha * x`` (1-d; ``alpha`` a Python float, taken in the arrays' dtype)."""
+    _launch1(_axpy, y.shape[0], y.dtype.type(alpha), x, y)
+
+
+def scale(x, alpha, out):
+    """``out = alpha * x`` (1-d; ``alpha`` taken in the arrays' dtype); ``out`` may be ``x``."""
+    _launch1(_scale, out.shape[0], x, out.dtype.type(alpha), out)
+
+
+def relu_forward(x, out):
+    """``out = x if x > 0 else 0`` (1-d; NaN gives 0); ``out`` may be ``x``."""
+    _launch1(_relu_forward, out.shape[0], x, out)
+
+
+def relu_backward(g, y, out):
+    """``out = g * (y > 0)`` (1-d, y the forward output; a product: a non-finite g where y > 0 stays)."""
+    _launch1(_relu_backward, out.shape[0], g, y, out)
+
+
+def elu_forward(x, alpha, out, deriv):
+    """``out = x if x > 0 else alpha * expm1(x)``; ``deriv = 1 if x > 0 else alpha * expm1(x) + alpha`` (1-d)."""
+    _launch1(_elu_forward, out.shape[0], x, out.dtype.type(alpha), out, deriv)
+
+
+# --------------------------------------------------------------------------- column sums
+@cuda.jit(cache=True)
+def _column_partials(G, parts):
+    """parts[p, j] = Σ G[i, j] over rows i = p * CS_TY + t + s * P * CS_TY (t < CS_TY, P = gridDim.y), in
+    float64: each thread sums its rows in order, then a fixed tree over the block's CS_TY rows."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    j = cuda.blockIdx.x * CS_TX + tx
+    p = cuda.blockIdx.y
+    buf = cuda.shared.array((CS_TY, CS_TX), float64)
+    acc = 0.0
+    if j < G.shape[1]:
+        for i in range(p * CS_TY + ty, G.shape[0], cuda.gridDim.y * CS_TY):
+            acc += G[i, j]
+    buf[ty, tx] = acc
+    cuda.syncthreads()
+    step = CS_TY // 2
+    while step > 0:
+        if ty < step:
+            buf[ty, tx] += buf[ty + step, tx]
+        cuda.syncthreads()
+        step //= 2
+    if ty == 0 and j < G.shape[1]:
+        parts[p, j] = buf[0, tx]
+
+
+@cuda.jit(cache=True)
+def _column_finish(parts, out):
+    j = cuda.grid(1)
+    if j < out.shape[1]:
+        s = 0.0
+        for p in range(parts.shape[0]):
+            s += parts[p, j]
+        out[0, j] = s
+
+
+def column_parts(n):
+    """Row parts (rows of the float64 scratch) :func:`column_sums` uses for ``n`` rows."""
+    return max(1, min(CS_PARTS, -(-n // CS_MIN_ROWS)))
+
+
+def column_sums(G, out, scratch=None):
+    """``out = G.sum(axis=0, keepdims=True)`` (G [N, F], out [1, F]) in float64, deterministic.
+
+    ``scratch``: optional float64 device array of at least ``column_parts(N) * F`` elements, to reuse across
+    calls (allocated here otherwise). N = 0 writes zeros."""
+    n, f = G.shape
+    if f == 0:
+        return
+    P = column_parts(n)
+    if scratch is None:
+        scratch = cuda.device_array(P * f, np.float64)
+    parts = scratch.reshape(-1)[:P * f].reshape(P, f)
+    _column_partials[(-(-f // CS_TX), P), (CS_TX, CS_TY)](G, parts)
+    _launch1(_column_finish, f, parts, out)
