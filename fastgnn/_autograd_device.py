@@ -154,9 +154,8 @@ def unbroadcast(g, shape):
     if tuple(g.shape) == shape:
         return g
     if g.ndim == 2 and shape in ((1, g.shape[1]), (g.shape[1],)):
-        out = zeros((1, g.shape[1]), g.dtype)
-        if g.shape[0]:
-            kernels().column_sums(g, out)
+        out = empty((1, g.shape[1]), g.dtype)
+        kernels().column_sums(g, out)  # zeros for no rows
         return out.reshape(shape)
     raise ValueError(f"unbroadcast: cannot reduce a device gradient of shape {g.shape} to {shape}")
 
@@ -203,12 +202,7 @@ def matmul(A, B, trans_a=False, trans_b=False):
     m = A.shape[1] if trans_a else A.shape[0]
     n = B.shape[0] if trans_b else B.shape[1]
     out = empty((m, n), A.dtype)
-    if out.size:
-        k = A.shape[0] if trans_a else A.shape[1]
-        if k == 0:
-            _arrays().fill(flat(out), 0)
-        else:
-            kernels().matmul(A, B, out, trans_a=trans_a, trans_b=trans_b)
+    kernels().matmul(A, B, out, trans_a=trans_a, trans_b=trans_b)  # an empty product writes zeros
     return out
 
 
@@ -252,8 +246,9 @@ def sparse_product(M, X, transpose=False):
     indptr, indices, data = M._shared[key]
     n = indptr.shape[0] - 1
     out = empty((n, X.shape[1]), X.dtype)
-    if M.col_scale is None:
-        mode, r, c = 0, zeros(1, X.dtype), zeros(1, X.dtype)
+    if M.col_scale is None:  # mode 0 reads no scales: any cached vector stands in
+        mode = 0
+        r = c = _ones(M, 1, X.dtype)
     else:  # the column scale of this copy (a feature mask), uploaded once per copy
         if M._device_scale is None or np.dtype(M._device_scale.dtype) != np.dtype(X.dtype):
             M._device_scale = upload(M.col_scale, X.dtype)

@@ -12,12 +12,12 @@ device table. What crosses per epoch, besides kernel arguments:
 * **to the host**: each loss value, the scans' status (NaN/inf in the table, id ranges), the two counts of
   InfoNCE's table-gradient grouping, the finiteness flags of the summed gradient and of the stepped table, with
   GradNorm each gradient's block partial norms, with a built-in miner its mined ids ``[B, k_hard]``; with a user
-  miner object, the table itself (for mining only);
+  miner object, a copy of the table (for mining only);
 * **kept on the device per graph** (``graph._cache``): the CSR and degree tables the loss functions cache, and
   ``local``'s edge pairs.
 
 The host table (``model.weight.data``) is refreshed only when it is read — :meth:`Trainer.embed`, checkpoints,
-``eval_fn`` calls, user miners — and once when :meth:`Trainer.fit` returns or raises. Snapshots (the last good
+``eval_fn`` calls — and once when :meth:`Trainer.fit` returns or raises. Snapshots (the last good
 state kept against divergence, early stopping's best state) are device-to-device copies.
 """
 from __future__ import annotations
@@ -51,14 +51,21 @@ def is_finite(*xs) -> bool:
 class DeviceTable:
     """An ``[N, D]`` table on the device with lazy copies back to a host array.
 
+    It shares :class:`DeviceModel`'s interface (``arrays``, ``nonfinite``, ``push``/``pull``, ``activate``/
+    ``deactivate``, ``snapshot``/``restore``), which is all the Trainer calls outside an epoch.
+
     Parameters
     ----------
-    host : ndarray [N, D]
-        The host table (``nn.Embedding.weight.data``), uploaded now; :meth:`pull` refreshes it in place.
+    param : Tensor [N, D]
+        The table parameter (``nn.Embedding.weight``), uploaded now; :meth:`pull` refreshes its host array in
+        place.
     """
 
-    def __init__(self, host):
-        self.table = _arrays().upload(host)
+    nonfinite = "propagate"  # the optimizer's policy: the trainer scans the summed gradient itself (one flag)
+
+    def __init__(self, param):
+        self.param = param
+        self.table = _arrays().upload(param.data)
         self.stale = False  # True while the device table is newer than the host one
         self._buffers = {}
         self._nodes = None  # iota(N) on the device, the row list of the gradient scatter
@@ -68,30 +75,40 @@ class DeviceTable:
         """The objectives' bookkeeping over a device array ``[N, D]`` that is not a parameter: a GNN
         encoder's output (see :class:`DeviceModel`)."""
         out = cls.__new__(cls)
-        out.table, out.stale, out._buffers, out._nodes = table, False, {}, None
+        out.param, out.table, out.stale, out._buffers, out._nodes = None, table, False, {}, None
         return out
 
     # ------------------------------------------------------------------ host <-> device
-    def push(self, host):
-        """Upload ``host`` in place (it is the newer table: set by the user or loaded from a checkpoint)."""
-        self.table.copy_to_device(host)
+    @property
+    def arrays(self):
+        """The device arrays the optimizer updates."""
+        return [self.table]
+
+    def push(self):
+        """Upload the host table in place (it is the newer one: set by the user or loaded from a checkpoint)."""
+        self.table.copy_to_device(self.param.data)
         self.stale = False
 
-    def pull(self, host):
-        """Bring ``host`` up to date in place: one copy, only when the device table changed since the last one."""
+    def pull(self):
+        """Bring the host table up to date in place: one copy, only when the device table changed since the last."""
         if self.stale:
-            self.table.copy_to_host(host)
+            self.table.copy_to_host(self.param.data)
             self.stale = False
-        return host
+
+    def activate(self):
+        """Nothing to swap: the table's host tensor keeps its host array (the device table is separate)."""
+
+    def deactivate(self):
+        self.pull()
 
     def snapshot(self, reuse=None):
-        """A device copy of the table (into ``reuse``, a previous snapshot, when given)."""
-        out = cuda.device_array_like(self.table) if reuse is None else reuse
+        """``[device copy of the table]`` (into ``reuse``, a previous snapshot, when given)."""
+        out = cuda.device_array_like(self.table) if reuse is None else reuse[0]
         out.copy_to_device(self.table)
-        return out
+        return [out]
 
     def restore(self, snap):
-        self.table.copy_to_device(snap)
+        self.table.copy_to_device(snap[0])
         self.stale = True
 
     # ------------------------------------------------------------------ buffers
@@ -209,6 +226,8 @@ class DeviceModel:
     values, one finiteness flag for the gradients and one for the stepped parameters, and, with
     ``positives="neighbors"``, what :class:`DeviceTable` lists for the objectives over the encoder output.
     """
+
+    nonfinite = "skip"  # the optimizer's policy: a non-finite gradient skips the step on the device (one flag)
 
     def __init__(self, tensors):
         self.tensors = list(tensors)

@@ -231,11 +231,7 @@ class EpochMixin:
         from .. import mining
 
         if _check.is_device_array(Zd) and not _mines_on_device(miner):
-            if self._device_model() is not None:
-                Zd = Zd.copy_to_host()
-            else:
-                self._sync_host()
-                Zd = self.model.weight.data
+            Zd = Zd.copy_to_host()
         if isinstance(miner, mining.GraphHardNegativeMiner):
             hard = miner.mine(Zd, graph, anchors)
         elif _check.is_device_array(Zd):

@@ -176,21 +176,14 @@ class Trainer(EpochMixin):
             self.head = _Projection(self.dim, self.dim, self.seed + 101, self.dtype)
         self._dev = None
         mode = self._device_mode()
-        if mode == "table":
-            from ._device import DeviceTable
+        if mode is not None:
+            from ._device import DeviceModel, DeviceTable
 
-            # the table and Adam's state live on the device; the trainer checks gradients itself (one scan)
-            self._dev = DeviceTable(self.model.weight.data)
-            self.optimizer = optim.Adam([self._dev.table], lr=self.lr, weight_decay=self.weight_decay,
-                                        nonfinite="propagate")
-        elif mode == "model":
-            from ._device import DeviceModel
-
-            # the encoder's (and head's) parameters and Adam's state live on the device; a step with a non-finite
-            # gradient is skipped on the device (one flag read back) and the trainer reports the divergence
-            self._dev = DeviceModel(self._parameters())
+            # the parameters and Adam's state live on the device (see trainer/_device.py): the table, or the
+            # encoder's (and head's) parameters; each holder says how the optimizer treats a non-finite gradient
+            self._dev = DeviceTable(self.model.weight) if mode == "table" else DeviceModel(self._parameters())
             self.optimizer = optim.Adam(self._dev.arrays, lr=self.lr, weight_decay=self.weight_decay,
-                                        nonfinite="skip")
+                                        nonfinite=self._dev.nonfinite)
         else:
             self.optimizer = optim.Adam([p.data for p in self._parameters()], lr=self.lr,
                                         weight_decay=self.weight_decay)
@@ -224,25 +217,19 @@ class Trainer(EpochMixin):
 
     def _param_arrays(self):
         """The arrays the optimizer updates: the device table or parameters, or the parameters' host arrays."""
-        if self._device_model() is not None:
-            return self._dev.arrays
         if self._dev is not None:
-            return [self._dev.table]
+            return self._dev.arrays
         return [p.data for p in self._parameters()]
 
     def _sync_host(self):
         """Refresh the host parameters from the device ones (a no-op on the host path, or when they are current)."""
-        if self._device_model() is not None:
+        if self._dev is not None:
             self._dev.pull()
-        elif self._dev is not None:
-            self._dev.pull(self.model.weight.data)
 
     def _push_host(self):
         """Upload the host parameters to the device-resident ones (the host ones are the newer)."""
-        if self._device_model() is not None:
+        if self._dev is not None:
             self._dev.push()
-        elif self._dev is not None:
-            self._dev.push(self.model.weight.data)
 
     def _miner(self, k):
         from .. import mining
@@ -303,17 +290,15 @@ class Trainer(EpochMixin):
             self.load_checkpoint(resume)
         else:
             self._push_host()  # between fits the host table is the current one (the user may have set it)
-        dm = self._device_model()
+        dev = self._dev
         try:
-            if dm is not None:
-                dm.activate()  # the parameter tensors hold the device arrays until fit returns or raises
+            if dev is not None:
+                dev.activate()  # an encoder's parameter tensors hold the device arrays until fit returns or raises
             self._fit_epochs(graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
                              checkpoint_every, progress, verbose)
         finally:
-            if dm is not None:
-                dm.deactivate()  # the one copy back per fit (none when nothing changed); host arrays again
-            else:
-                self._sync_host()  # the device table's one copy back per fit (none when nothing changed)
+            if dev is not None:
+                dev.deactivate()  # the one copy back per fit (none when nothing changed); host arrays again
         return self.history
 
     def _fit_epochs(self, graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
@@ -400,7 +385,8 @@ class Trainer(EpochMixin):
             dm.activate()
         try:
             self.model.eval()
-            Z = self.model(graph, X if dm is None else dm.features(X)).numpy().copy()
+            out = self.model(graph, X if dm is None else dm.features(X))
+            Z = out.numpy() if out.on_device else out.data.copy()  # numpy() of a device tensor is a fresh copy
         finally:
             self.model.train()
             if entered:
@@ -434,10 +420,8 @@ class Trainer(EpochMixin):
     def _snapshot(self, reuse=None):
         """Copies of the parameters (into ``reuse``, an earlier snapshot, when given); device copies of the
         device-resident table (no host traffic)."""
-        if self._device_model() is not None:
-            return self._dev.snapshot(reuse)
         if self._dev is not None:
-            return [self._dev.snapshot(None if reuse is None else reuse[0])]
+            return self._dev.snapshot(reuse)
         if reuse is None:
             return [p.data.copy() for p in self._parameters()]
         for dst, p in zip(reuse, self._parameters()):
@@ -445,11 +429,8 @@ class Trainer(EpochMixin):
         return reuse
 
     def _restore(self, snap):
-        if self._device_model() is not None:
-            self._dev.restore(snap)
-            return
         if self._dev is not None:
-            self._dev.restore(snap[0])
+            self._dev.restore(snap)
             return
         for p, arr in zip(self._parameters(), snap):
             p.data[...] = arr
@@ -503,10 +484,8 @@ class Trainer(EpochMixin):
             self.head.load_state_dict(state["head"])
         self._push_host()
         self.optimizer.load_state_dict(state["optimizer"])
-        if self._device_model() is not None:
-            self.optimizer.nonfinite = "skip"  # a non-finite device gradient skips the step (see _build)
-        elif self._dev is not None:
-            self.optimizer.nonfinite = "propagate"  # the trainer scans the device gradient itself (see _build)
+        if self._dev is not None:
+            self.optimizer.nonfinite = self._dev.nonfinite  # the device holder's policy (see _build)
         self.mol.load_state_dict(state["mol"])
         if self._mol_opt is not None and state["mol_opt"] is not None:
             self._mol_opt.load_state_dict(state["mol_opt"])

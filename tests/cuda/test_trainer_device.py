@@ -90,9 +90,9 @@ def test_table_and_optimizer_state_stay_on_the_device(graph, monkeypatch):
     copies = []
     real_pull = DeviceTable.pull
 
-    def counting_pull(self, host):
+    def counting_pull(self):
         copies.append(self.stale)  # a pull copies only when the device table is newer
-        return real_pull(self, host)
+        return real_pull(self)
 
     monkeypatch.setattr(DeviceTable, "pull", counting_pull)
     seen = []
