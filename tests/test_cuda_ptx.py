@@ -135,3 +135,19 @@ def test_every_kernel_has_a_recorded_signature():
     if missing:
         pytest.fail("kernels no simulator test launches, so their GPU code is never compiled: "
                     + ", ".join(f"{m}.{q}" for m, q in sorted(missing)), pytrace=False)
+
+
+def test_word2vec_reads_its_tables_from_l2(compile_ptx):
+    """The Hogwild skip-gram / CBOW kernel reads the shared tables with ``ld.global.cg`` (coherent L2; see
+    ``kernels/cuda/coherent.py``): with plain loads an H100 kept each SM's stale L1 copy and learnt nothing. The
+    loads are side-effecting assembly, so every one stays in the PTX: at least one per table read in the source."""
+    import re
+
+    sigs = _recorded().get(("fastgnn.kernels.cuda.word2vec", "_train_kernel"))
+    if not sigs:
+        pytest.skip("no recorded signature of the word2vec kernel")
+    kernel = _resolve("fastgnn.kernels.cuda.word2vec", "_train_kernel")
+    for argtypes in sorted(sigs, key=str):
+        ptx, _ = compile_ptx(kernel.py_func, argtypes, cc=CC)
+        width = argtypes[7].dtype.bitwidth  # syn0
+        assert len(re.findall(rf"ld\.global\.cg\.f{width}\b", ptx)) >= 10, argtypes

@@ -203,3 +203,27 @@ def test_cli_train(tmp_path, capsys):
     assert main(["train", "--edges", str(edges), "--model", "mlp", "-o", str(tmp_path / "y.npy")]) == 2
     assert main(["train", "--edges", str(edges), "--features", str(tmp_path / "nofile.npy"),
                  "-o", str(tmp_path / "y.npy")]) == 2
+
+
+def test_uniform_negatives_follow_degree_to_the_075():
+    """The Trainer's negatives: nodes ∝ degree^0.75 (alias table), never an isolated node, −1 where a draw hits
+    the anchor, the same draws for the same seed, and all −1 on a graph without edges."""
+    from fastgnn import Graph
+    from fastgnn.trainer._parts import _uniform_negatives
+
+    g = Graph.from_edges(np.array([0, 0, 0, 0, 1, 2, 6]), np.array([1, 2, 3, 4, 2, 3, 0]), num_nodes=8)  # 5, 7 isolated
+    w = g.degrees().astype(np.float64) ** 0.75
+    p = w / w.sum()
+    n = 400_000
+    ids = _uniform_negatives(g, np.full(n // 4, 7), 4, np.random.default_rng(3))
+    assert ids.shape == (n // 4, 4) and ids.dtype == np.int64
+    freq = np.bincount(ids.ravel(), minlength=8) / n
+    np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(p.max() / n))  # 4 sigma
+    assert freq[5] == 0 and freq[7] == 0
+    hits = _uniform_negatives(g, np.zeros(n // 4, np.int64), 4, np.random.default_rng(3))
+    np.testing.assert_array_equal(hits == -1, ids == 0)  # same draws; the anchor's own id becomes -1
+    np.testing.assert_array_equal(_uniform_negatives(g, np.arange(8), 3, np.random.default_rng(9)),
+                                  _uniform_negatives(g, np.arange(8), 3, np.random.default_rng(9)))
+    empty = Graph.from_edges(np.array([], np.int64), np.array([], np.int64), num_nodes=4)
+    np.testing.assert_array_equal(_uniform_negatives(empty, np.arange(4), 2, np.random.default_rng(0)),
+                                  np.full((4, 2), -1))

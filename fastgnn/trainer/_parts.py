@@ -218,17 +218,30 @@ def _dense_grad(p):
 
 
 def _uniform_negatives(graph, anchors, k, rng):
-    """``[B, k]`` nodes drawn ∝ degree^0.75 (−1 where a draw hits the anchor itself)."""
-    key = "noise_cdf"
+    """``[B, k]`` nodes drawn ∝ degree^0.75 (−1 where a draw hits the anchor itself).
+
+    One uniform per draw through a Walker alias table (the word2vec noise table, built once per graph): its
+    integer part picks a column, its fraction the coin. A binary search of the CDF per draw took 0.6 s for
+    200k anchors x 16 on the GPU machine's host, 40 times the whole epoch of the PyTorch CUDA peer."""
+    key = "noise_alias"
     if key not in graph._cache:
-        w = graph.degrees().astype(np.float64) ** 0.75
-        cdf = np.cumsum(w)
-        graph._cache[key] = cdf / cdf[-1] if cdf.size and cdf[-1] > 0 else None
-    cdf = graph._cache[key]
-    if cdf is None:
+        deg = graph.degrees()
+        if deg.size and deg.sum() > 0:
+            from .. import backend
+            from ..word2vec._corpus import noise_table
+
+            graph._cache[key] = noise_table(deg, 0.75, backend.kernels("word2vec", "cpu"))
+        else:
+            graph._cache[key] = None
+    table = graph._cache[key]
+    if table is None:
         return np.full((anchors.size, k), -1, np.int64)
-    ids = np.searchsorted(cdf, rng.random((anchors.size, k)), side="right").astype(np.int64)
-    np.minimum(ids, graph.num_nodes - 1, out=ids)
+    prob, alias = table
+    v = prob.size
+    u = rng.random((anchors.size, k)) * v
+    col = u.astype(np.int64)
+    np.minimum(col, v - 1, out=col)
+    ids = np.where(u - col < prob[col], col, alias[col].astype(np.int64))
     ids[ids == anchors[:, None]] = -1
     return ids
 

@@ -15,6 +15,41 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(mark)
 
 
+_FRESH = {}  # rejit's kernel copies: (module, name, constants) -> dispatcher
+
+
+@pytest.fixture
+def rejit(monkeypatch):
+    """``rejit(module)``: fresh, uncached copies of ``module``'s CUDA kernels and device functions, for a test that
+    patches constants the kernels read (tile sizes, shared-array shapes), not only the launch geometry.
+
+    On a GPU a kernel freezes the module globals it reads when it compiles, and keeps that code in memory and in
+    the on-disk cache: patching ``MM_TX`` after ``_matmul`` compiled leaves a 16 x 16-thread kernel launched
+    with 4 x 4 threads (an H100 gave NaN rows, then an illegal address). The copies compile on their first
+    launch, with the patched values; ``monkeypatch`` puts the originals back afterwards. Device functions are
+    replaced too, so that the new kernels inline new device functions. Copies are kept for the session, per
+    module and values of its upper-case constants, so each variant compiles once. Under the simulator kernels
+    run as Python and read the globals at every call: nothing to do."""
+    from numba import config
+
+    def rejit_module(module):
+        if config.ENABLE_CUDASIM:
+            return
+        from numba import cuda
+        from numba.cuda.dispatcher import CUDADispatcher
+
+        consts = tuple(sorted((k, repr(v)) for k, v in vars(module).items() if k.isupper()))
+        for name, obj in list(vars(module).items()):
+            if isinstance(obj, CUDADispatcher) and obj.py_func.__module__ == module.__name__:
+                key = (module.__name__, name, consts)
+                if key not in _FRESH:
+                    o = obj.targetoptions
+                    _FRESH[key] = cuda.jit(device=o["device"], inline=o["inline"], fastmath=o["fastmath"])(obj.py_func)
+                monkeypatch.setattr(module, name, _FRESH[key])
+
+    return rejit_module
+
+
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Small blocks in the device-input tests, so that their tiny inputs still span several blocks."""

@@ -24,9 +24,9 @@ def ka():
 
 
 @pytest.fixture
-def small(ka, monkeypatch):
+def small(ka, monkeypatch, rejit):
     """Blocks small enough that the test inputs span several of them (the GEMM: 4 x 4 threads, 16 x 16 tiles,
-    K slices of 4)."""
+    K slices of 4). The kernels read the GEMM and column-sum constants, so on a GPU they are compiled afresh."""
     monkeypatch.setattr(ka, "THREADS", 8)
     monkeypatch.setattr(ka, "TILE", (4, 2))
     monkeypatch.setattr(ka, "MM_TX", 4)
@@ -39,6 +39,7 @@ def small(ka, monkeypatch):
     monkeypatch.setattr(ka, "CS_TX", 4)
     monkeypatch.setattr(ka, "CS_TY", 4)
     monkeypatch.setattr(ka, "CS_MIN_ROWS", 4)
+    rejit(ka)
     return ka
 
 
@@ -90,6 +91,50 @@ def test_matmul_real_tile(rng, ka, dtype, trans_a, trans_b):
     ka.matmul(_dev(A), _dev(B), out, trans_a=trans_a, trans_b=trans_b)
     want = _op(A, trans_a).astype(np.float64) @ _op(B, trans_b).astype(np.float64)
     np.testing.assert_allclose(out.copy_to_host(), want, **_gemm_tol(dtype, K))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_matmul_split_k_small_tiles(rng, small, monkeypatch, dtype, trans_a, trans_b):
+    """Few output tiles and a long K: the product runs as K ranges added in order, the last one partial."""
+    monkeypatch.setattr(small, "MM_SPLIT_BLOCKS", 16)
+    monkeypatch.setattr(small, "MM_SPLIT_MIN_K", 8)
+    M, K, N = 20, 61, 9  # 2 tiles of 16 x 16; K in 6 ranges of 12 (the last holds one k)
+    assert small._split_k(M, N, K) == (6, 12)
+    A = _stored(rng, (M, K), trans_a, dtype)
+    B = _stored(rng, (K, N), trans_b, dtype)
+    out = _garbage((M, N), dtype)
+    small.matmul(_dev(A), _dev(B), out, trans_a=trans_a, trans_b=trans_b)
+    want = _op(A, trans_a).astype(np.float64) @ _op(B, trans_b).astype(np.float64)
+    np.testing.assert_allclose(out.copy_to_host(), want, **_gemm_tol(dtype, K))
+    again = _garbage((M, N), dtype)
+    small.matmul(_dev(A), _dev(B), again, trans_a=trans_a, trans_b=trans_b)
+    np.testing.assert_array_equal(again.copy_to_host(), out.copy_to_host())  # fixed order: the same bits
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_split_k_real_tile(rng, ka, monkeypatch, dtype):
+    monkeypatch.setattr(ka, "MM_SPLIT_MIN_K", 16)  # read on the host only: the compiled kernels stay valid
+    M, K, N = 70, 50, 67  # 4 tiles of 64 x 64; K in 2 ranges of 32
+    assert ka._split_k(M, N, K) == (2, 32)
+    A = _stored(rng, (K, M), False, dtype)  # Aᵀ G, the weight-gradient shape
+    B = _stored(rng, (K, N), False, dtype)
+    out = _garbage((M, N), dtype)
+    ka.matmul(_dev(A), _dev(B), out, trans_a=True)
+    np.testing.assert_allclose(out.copy_to_host(), A.T.astype(np.float64) @ B.astype(np.float64),
+                               **_gemm_tol(dtype, K))
+
+
+def test_split_k_parts_cover_k(ka):
+    assert ka._split_k(200_000, 256, 128) == (1, 128)  # many tiles: one pass
+    assert ka._split_k(128, 256, 1500) == (1, 1500)  # K too short for two ranges
+    for M, N, K in [(128, 256, 200_000), (256, 128, 200_000), (64, 64, 2048), (300, 300, 10**6)]:
+        parts, kchunk = ka._split_k(M, N, K)
+        tiles = -(-M // ka.MM_BM) * -(-N // ka.MM_BN)
+        assert parts >= 2 and kchunk % ka.MM_BK == 0 and (parts - 1) * kchunk < K <= parts * kchunk
+        assert parts * tiles <= ka.MM_SPLIT_BLOCKS and kchunk >= ka.MM_SPLIT_MIN_K
+    assert ka._split_k(128, 256, 200_000) == (64, 3136)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -27,12 +27,13 @@ from fastgnn.kernels.cuda.warp import (lanes_below, scratch_size, warp_append_cl
 # --------------------------------------------------------------------------- warp votes
 _BLOCK = 64
 _SCRATCH = scratch_size(_BLOCK)
+_TABLE = 2 * _BLOCK  # a shared array's shape must be a constant: an expression inside the kernel types as int64
 
 
 @cuda.jit
 def _votes(pred, x, claimed, out):
     scratch = cuda.shared.array(_SCRATCH, int64)
-    table = cuda.shared.array(2 * _BLOCK, int64)
+    table = cuda.shared.array(_TABLE, int64)
     g = cuda.grid(1)
     lane = cuda.threadIdx.x % 32
     w = cuda.threadIdx.x // 32

@@ -50,6 +50,9 @@ MM_BM = 4 * MM_TY
 MM_BN = 4 * MM_TX
 MM_A_SHARED = (MM_BK, MM_BM + 1)
 MM_B_SHARED = (MM_BK, MM_BN + 1)
+# split K (launch geometry only, read on the host): blocks wanted (4 per SM of a 132-SM H100), fewest K per part
+MM_SPLIT_BLOCKS = 512
+MM_SPLIT_MIN_K = 1024
 
 # column sums: blocks of (CS_TX columns, CS_TY rows); the rows are split over column_parts(N) blocks per column
 # group, whose float64 partial sums a second kernel adds in order.
@@ -82,23 +85,18 @@ def _store4(out, m, n, M, N, v0, v1, v2, v3):
             out[m, n + 3 * MM_TX] = v3
 
 
-@cuda.jit(cache=True)
-def _matmul(A, B, out, trans_a, trans_b):
-    """out = op(A) @ op(B); block (bx, by) computes out[by*BM:(by+1)*BM, bx*BN:(bx+1)*BN].
+@cuda.jit(device=True, inline=True)
+def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
+    """out[m0:m0+BM, n0:n0+BN] = op(A)[m0:, k_lo:k_hi] @ op(B)[k_lo:k_hi, n0:] for one block.
 
     Each K slice of op(A) (BM x BK) and op(B) (BK x BN) is loaded with consecutive threads on consecutive
     addresses of the stored array (along K for A and Bᵀ stored row-major, along M / N for Aᵀ and B), into
     K-major shared tiles (padded by one column against bank conflicts on the transposing stores). Entries
-    past M, N or K load as 0, so the last partial slice adds exact zeros."""
+    past M, N or k_hi load as 0, so the last partial slice adds exact zeros."""
     M = out.shape[0]
     N = out.shape[1]
-    K = A.shape[0] if trans_a else A.shape[1]
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    n0 = cuda.blockIdx.x * MM_BN
-    m0 = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * MM_BM
-    if m0 >= M:  # a folded grid's spare blocks: the whole block leaves, before any barrier
-        return
     As = cuda.shared.array(MM_A_SHARED, A.dtype)
     Bs = cuda.shared.array(MM_B_SHARED, B.dtype)
     zero = out.dtype.type(0)
@@ -107,33 +105,33 @@ def _matmul(A, B, out, trans_a, trans_b):
     c20 = c21 = c22 = c23 = zero
     c30 = c31 = c32 = c33 = zero
     tid = ty * MM_TX + tx
-    for k0 in range(0, K, MM_BK):
+    for k0 in range(k_lo, k_hi, MM_BK):
         for q in range(tid, MM_BK * MM_BM, MM_TX * MM_TY):
             if trans_a:  # A [K, M]: consecutive threads along m
                 kk = q // MM_BM
                 mm = q - kk * MM_BM
                 k = k0 + kk
                 m = m0 + mm
-                As[kk, mm] = A[k, m] if k < K and m < M else zero
+                As[kk, mm] = A[k, m] if k < k_hi and m < M else zero
             else:  # A [M, K]: consecutive threads along k
                 mm = q // MM_BK
                 kk = q - mm * MM_BK
                 k = k0 + kk
                 m = m0 + mm
-                As[kk, mm] = A[m, k] if k < K and m < M else zero
+                As[kk, mm] = A[m, k] if k < k_hi and m < M else zero
         for q in range(tid, MM_BK * MM_BN, MM_TX * MM_TY):
             if trans_b:  # B [N, K]: consecutive threads along k
                 nn = q // MM_BK
                 kk = q - nn * MM_BK
                 k = k0 + kk
                 n = n0 + nn
-                Bs[kk, nn] = B[n, k] if k < K and n < N else zero
+                Bs[kk, nn] = B[n, k] if k < k_hi and n < N else zero
             else:  # B [K, N]: consecutive threads along n
                 kk = q // MM_BN
                 nn = q - kk * MM_BN
                 k = k0 + kk
                 n = n0 + nn
-                Bs[kk, nn] = B[k, n] if k < K and n < N else zero
+                Bs[kk, nn] = B[k, n] if k < k_hi and n < N else zero
         cuda.syncthreads()
         for kk in range(MM_BK):
             a0 = As[kk, ty]
@@ -169,16 +167,71 @@ def _matmul(A, B, out, trans_a, trans_b):
     _store4(out, m + 3 * MM_TY, n, M, N, c30, c31, c32, c33)
 
 
+
+
+@cuda.jit(cache=True)
+def _matmul(A, B, out, trans_a, trans_b):
+    """out = op(A) @ op(B); block (bx, by) computes out[by*BM:(by+1)*BM, bx*BN:(bx+1)*BN] over all of K."""
+    m0 = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * MM_BM
+    if m0 >= out.shape[0]:  # a folded grid's spare blocks: the whole block leaves, before any barrier
+        return
+    K = A.shape[0] if trans_a else A.shape[1]
+    _gemm_tile(A, B, out, trans_a, trans_b, m0, cuda.blockIdx.x * MM_BN, 0, K)
+
+
+@cuda.jit(cache=True)
+def _matmul_split(A, B, part, trans_a, trans_b, kchunk):
+    """part[z] = op(A)[:, z*kchunk:(z+1)*kchunk] @ op(B)[z*kchunk:(z+1)*kchunk, :]: block (bx, by, z) computes
+    one output tile over one K range (split K, for outputs of few tiles and a long K)."""
+    K = A.shape[0] if trans_a else A.shape[1]
+    z = cuda.blockIdx.z
+    k_lo = z * kchunk
+    _gemm_tile(A, B, part[z], trans_a, trans_b, cuda.blockIdx.y * MM_BM, cuda.blockIdx.x * MM_BN, k_lo,
+               min(K, k_lo + kchunk))
+
+
+@cuda.jit(cache=True)
+def _sum_parts(part, out):
+    """out = part.sum(axis=0), in float64, adding the parts in order (deterministic)."""
+    j, i = grid2()
+    if i < out.shape[0] and j < out.shape[1]:
+        acc = 0.0
+        for z in range(part.shape[0]):
+            acc += float64(part[z, i, j])
+        out[i, j] = acc
+
+
+def _split_k(M, N, K):
+    """``(parts, kchunk)``: how many K ranges of ``kchunk`` (a multiple of MM_BK) the product is split into.
+    One part unless the output has too few tiles to fill the GPU (MM_SPLIT_BLOCKS blocks wanted) and K is long
+    enough for at least two ranges of MM_SPLIT_MIN_K: a GNN weight gradient Xᵀ G is 128 x 256 over 200k rows,
+    8 tiles that would each run the whole of K on one SM."""
+    tiles = math.ceil(M / MM_BM) * math.ceil(N / MM_BN)
+    want = min(MM_SPLIT_BLOCKS // tiles, K // MM_SPLIT_MIN_K)
+    if want < 2:
+        return 1, K
+    kchunk = math.ceil(math.ceil(K / want) / MM_BK) * MM_BK
+    return math.ceil(K / kchunk), kchunk
+
+
 def matmul(A, B, out, trans_a=False, trans_b=False):
     """``out = op(A) @ op(B)`` (2-d device arrays; ``op`` transposes where the flag is set, so ``trans_a`` with A
-    [K, M] multiplies by Aᵀ [M, K]). Accumulates in the array dtype. Raises ValueError on mismatched shapes."""
+    [K, M] multiplies by Aᵀ [M, K]). Accumulates in the array dtype; a split K (see :func:`_split_k`) adds its
+    parts in float64, in order. Raises ValueError on mismatched shapes."""
     M, K = (A.shape[1], A.shape[0]) if trans_a else A.shape
     K2, N = (B.shape[1], B.shape[0]) if trans_b else B.shape
     if K != K2 or tuple(out.shape) != (M, N):
         raise ValueError(f"matmul: op(A) {M}x{K} @ op(B) {K2}x{N} into out {tuple(out.shape)}")
     if M == 0 or N == 0:
         return
-    _matmul[shape2(N, M, (MM_BN, MM_BM)), (MM_TX, MM_TY)](A, B, out, bool(trans_a), bool(trans_b))
+    parts, kchunk = _split_k(M, N, K)
+    if parts == 1:
+        _matmul[shape2(N, M, (MM_BN, MM_BM)), (MM_TX, MM_TY)](A, B, out, bool(trans_a), bool(trans_b))
+        return
+    part = cuda.device_array((parts, M, N), out.dtype)
+    grid = (math.ceil(N / MM_BN), math.ceil(M / MM_BM), parts)
+    _matmul_split[grid, (MM_TX, MM_TY)](A, B, part, bool(trans_a), bool(trans_b), kchunk)
+    _launch2(_sum_parts, M, N, part, out)
 
 
 # --------------------------------------------------------------------------- elementwise, 2-d

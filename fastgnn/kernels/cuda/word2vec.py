@@ -6,7 +6,8 @@ chunk's ``hash3(seed, (epoch << 32) | chunk, counter)`` stream and take the same
 (subsampling, window, noise words, learning rate); lane ``l`` owns columns ``l, l + 32, ...`` of every
 row, so row accesses are coalesced, and dot products and norms are per-lane float64 partial sums added
 by :func:`.warp.warp_sum`. A single chunk gives the CPU result to rounding (only the order of the
-dot-product additions differs); several chunks update the shared tables without locks (Hogwild).
+dot-product additions differs); several chunks update the shared tables without locks (Hogwild), reading
+them with :func:`.coherent.load_l2` so that warps on different SMs see each other's updates.
 Scratch space (kept words, gradient and hidden vector per chunk, noise words per lane) lives in global
 buffers, because per-thread local arrays need compile-time sizes (allocate them once per training with
 :func:`workspace`). A lane reads only scratch it wrote itself or values all lanes write alike, so lanes
@@ -20,6 +21,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64, uint64
 
+from .coherent import load_l2
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
 from .rng import mix64
@@ -52,7 +54,8 @@ def _sq(m, r, lane, scratch, wid):
     s = 0.0
     k = lane
     while k < m.shape[1]:
-        s += float64(m[r, k]) * float64(m[r, k])
+        v = float64(load_l2(m, r, k))
+        s += v * v
         k += 32
     return warp_sum(s, scratch, lane, wid)
 
@@ -91,8 +94,8 @@ def _negative_pass(syn1, H, hr, target, negs, tid, negative, alpha, l2, clip, co
         q = 0.0  # |syn1[t]|², for the loss's L2 term
         k = lane
         while k < d:
-            o = float64(syn1[t, k])
-            f += float64(H[hr, k]) * o
+            o = float64(load_l2(syn1, t, k))
+            f += float64(load_l2(H, hr, k)) * o
             q += o * o
             k += 32
         if compute_loss and l2 > 0.0:
@@ -109,7 +112,7 @@ def _negative_pass(syn1, H, hr, target, negs, tid, negative, alpha, l2, clip, co
             ss = 0.0
             k = lane
             while k < d:
-                v = g * H[hr, k] - l2 * syn1[t, k]
+                v = g * load_l2(H, hr, k) - l2 * load_l2(syn1, t, k)
                 ss += v * v
                 k += 32
             nrm = math.sqrt(warp_sum(ss, scratch, lane, wid))
@@ -117,9 +120,9 @@ def _negative_pass(syn1, H, hr, target, negs, tid, negative, alpha, l2, clip, co
                 scale = alpha * clip / nrm
         k = lane
         while k < d:
-            o = syn1[t, k]
+            o = load_l2(syn1, t, k)
             work[c, k] += g * o
-            syn1[t, k] = o + scale * (g * H[hr, k] - l2 * o)
+            syn1[t, k] = o + scale * (g * load_l2(H, hr, k) - l2 * o)
             k += 32
     return loss
 
@@ -132,7 +135,7 @@ def _row_update(syn0, r, work, c, mult, alpha, l2, clip, lane, scratch, wid):
         ss = 0.0
         k = lane
         while k < d:
-            v = mult * work[c, k] - l2 * syn0[r, k]
+            v = mult * work[c, k] - l2 * load_l2(syn0, r, k)
             ss += v * v
             k += 32
         nrm = math.sqrt(warp_sum(ss, scratch, lane, wid))
@@ -140,7 +143,7 @@ def _row_update(syn0, r, work, c, mult, alpha, l2, clip, lane, scratch, wid):
             scale = alpha * clip / nrm
     k = lane
     while k < d:
-        x = syn0[r, k]
+        x = load_l2(syn0, r, k)
         syn0[r, k] = x + scale * (mult * work[c, k] - l2 * x)
         k += 32
 
@@ -222,7 +225,7 @@ def _train_kernel(sg, corpus, offsets, chunks, keep_prob, noise_prob, noise_alia
                         wj = sent[start + j]
                         k = lane
                         while k < d:
-                            hbuf[c, k] += syn0[wj, k]
+                            hbuf[c, k] += load_l2(syn0, wj, k)
                             k += 32
                 mult = 1.0 / count  # word2vec's rule, as the CPU kernel
                 if cbow_mean:
