@@ -167,8 +167,6 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
     _store4(out, m + 3 * MM_TY, n, M, N, c30, c31, c32, c33)
 
 
-
-
 @cuda.jit(cache=True)
 def _matmul(A, B, out, trans_a, trans_b):
     """out = op(A) @ op(B); block (bx, by) computes out[by*BM:(by+1)*BM, bx*BN:(bx+1)*BN] over all of K."""
