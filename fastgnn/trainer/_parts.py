@@ -230,7 +230,8 @@ def _uniform_negatives(graph, anchors, k, rng):
             from .. import backend
             from ..word2vec._corpus import noise_table
 
-            graph._cache[key] = noise_table(deg, 0.75, backend.kernels("word2vec", "cpu"))
+            prob, alias = noise_table(deg, 0.75, backend.kernels("word2vec", "cpu"))
+            graph._cache[key] = prob, alias.astype(np.int64)  # int64 ids without a cast per draw
         else:
             graph._cache[key] = None
     table = graph._cache[key]
@@ -241,7 +242,7 @@ def _uniform_negatives(graph, anchors, k, rng):
     u = rng.random((anchors.size, k)) * v
     col = u.astype(np.int64)
     np.minimum(col, v - 1, out=col)
-    ids = np.where(u - col < prob[col], col, alias[col].astype(np.int64))
+    ids = np.where(u - col < prob[col], col, alias[col])
     ids[ids == anchors[:, None]] = -1
     return ids
 

@@ -81,10 +81,16 @@ def test_matmul_small_tiles(rng, small, dtype, trans_a, trans_b):
     np.testing.assert_allclose(got, want, **_gemm_tol(dtype, K))
 
 
-@pytest.mark.parametrize("dtype,trans_a,trans_b", [(np.float32, False, False), (np.float64, True, False),
-                                                   (np.float32, False, True), (np.float64, True, True)])
-def test_matmul_real_tile(rng, ka, dtype, trans_a, trans_b):
-    M, K, N = 70, 21, 67  # 2 x 2 tiles of 64 x 64, two K slices of 16
+@pytest.mark.parametrize("dtype,trans_a,trans_b,K,parts", [
+    (np.float32, False, False, 21, 1), (np.float64, True, False, 21, 1), (np.float32, False, True, 21, 1),
+    (np.float64, True, True, 21, 1),
+    (np.float32, True, False, 50, 2), (np.float64, True, False, 50, 2)])  # Aᵀ G, the weight-gradient shape
+def test_matmul_real_tile(rng, ka, monkeypatch, dtype, trans_a, trans_b, K, parts):
+    """2 x 2 tiles of 64 x 64; K = 21: two K slices of 16; K = 50: split in 2 ranges of 32 (MM_SPLIT_MIN_K is read
+    on the host only, so the compiled kernels stay valid)."""
+    monkeypatch.setattr(ka, "MM_SPLIT_MIN_K", 16)
+    M, N = 70, 67
+    assert ka._split_k(M, N, K) == ((1, K) if parts == 1 else (parts, 32))
     A = _stored(rng, (M, K), trans_a, dtype)
     B = _stored(rng, (K, N), trans_b, dtype)
     out = _garbage((M, N), dtype)
@@ -111,19 +117,6 @@ def test_matmul_split_k_small_tiles(rng, small, monkeypatch, dtype, trans_a, tra
     again = _garbage((M, N), dtype)
     small.matmul(_dev(A), _dev(B), again, trans_a=trans_a, trans_b=trans_b)
     np.testing.assert_array_equal(again.copy_to_host(), out.copy_to_host())  # fixed order: the same bits
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_matmul_split_k_real_tile(rng, ka, monkeypatch, dtype):
-    monkeypatch.setattr(ka, "MM_SPLIT_MIN_K", 16)  # read on the host only: the compiled kernels stay valid
-    M, K, N = 70, 50, 67  # 4 tiles of 64 x 64; K in 2 ranges of 32
-    assert ka._split_k(M, N, K) == (2, 32)
-    A = _stored(rng, (K, M), False, dtype)  # Aᵀ G, the weight-gradient shape
-    B = _stored(rng, (K, N), False, dtype)
-    out = _garbage((M, N), dtype)
-    ka.matmul(_dev(A), _dev(B), out, trans_a=True)
-    np.testing.assert_allclose(out.copy_to_host(), A.T.astype(np.float64) @ B.astype(np.float64),
-                               **_gemm_tol(dtype, K))
 
 
 def test_split_k_parts_cover_k(ka):
