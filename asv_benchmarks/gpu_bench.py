@@ -1,7 +1,7 @@
 """GPU figures for the CUDA backend (issue 8): fastgnn on CUDA beside fastgnn's CPU backend and PyTorch CUDA,
 all on the same machine, ratios from one run.
 
-    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu]
+    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu] [--kernel-times]
 
 Cases (all by default):
 
@@ -437,6 +437,48 @@ def case_khop(args):
         row("khop", "fastgnn cpu k_hop k=2", t, f"cuda speed-up {t[0] / t_cuda[0]:.2f}x")
 
 
+def kernel_timer():
+    """Time every launch of a fastgnn kernel (the device synchronised before and after each: serialised, so the
+    sum is an upper bound of each kernel's share). Returns ``({module.kernel: (launches, seconds)}, restore)``;
+    call ``restore()`` to put the launcher back."""
+    from numba import cuda
+
+    from fastgnn import backend
+
+    times = {}
+    if backend.simulator_enabled():
+        from numba.cuda.simulator import kernel as sim
+
+        cls, meth = sim.FakeCUDAKernel, "__call__"
+
+        def kernel_of(self, args):  # a launch, not a device-function call from inside a kernel
+            return None if self._device or sim._kernel_context else self.fn
+    else:
+        from numba.cuda.dispatcher import CUDADispatcher
+
+        cls, meth = CUDADispatcher, "call"
+
+        def kernel_of(self, args):
+            return self.py_func
+    orig = getattr(cls, meth)
+
+    def timed(self, *args):
+        fn = kernel_of(self, args)
+        if fn is None or not fn.__module__.startswith("fastgnn."):
+            return orig(self, *args)
+        cuda.synchronize()
+        t = time.perf_counter()
+        out = orig(self, *args)
+        cuda.synchronize()
+        key = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__qualname__}"
+        n, sec = times.get(key, (0, 0.0))
+        times[key] = (n + 1, sec + time.perf_counter() - t)
+        return out
+
+    setattr(cls, meth, timed)
+    return times, lambda: setattr(cls, meth, orig)
+
+
 def case_gcn(args):
     from fastgnn.datasets import planted_partition
     from fastgnn.trainer import Trainer
@@ -481,6 +523,18 @@ def case_gcn(args):
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
         print("           profile of a 3-epoch device fit (host view; device work shows in the calls that wait):\n"
               + out.getvalue(), flush=True)
+    if args.kernel_times:
+        times, restore = kernel_timer()
+        try:
+            dev.fit(g, epochs=dev.epoch + 2, features=X)
+        finally:
+            restore()
+        total = sum(s for _, s in times.values())
+        print(f"           kernel times of a 2-epoch device fit (each launch synchronised before and after; "
+              f"{total * 1e3:.1f} ms in {sum(n for n, _ in times.values())} launches):", flush=True)
+        for name, (n, sec) in sorted(times.items(), key=lambda kv: -kv[1][1])[:30]:
+            print(f"             {sec * 1e3:9.2f} ms {n:6d} x  {name}", flush=True)
+            row("gcn", f"kernel {name} (2 epochs)", sec, f"{n} launches", launches=n)
     torch = _torch()
     if torch is not None:
         t = _torch_gcn_epoch(torch, g, X, fin, hid, dim, K)
@@ -567,6 +621,8 @@ def main(argv=None):
     ap.add_argument("--cpu-only", action="store_true", help="only the CPU rows of skipgram (no GPU needed)")
     ap.add_argument("--workers", type=int, help="CPU threads of skipgram's CPU row (default: all cores)")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--kernel-times", action="store_true",
+                    help="gcn: also time each kernel of a 2-epoch device fit (launches synchronised one by one)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:

@@ -5,7 +5,7 @@ thread, kernel and oracle must agree to rounding.
 """
 import numpy as np
 
-__all__ = ["ref_hash3", "ref_alias_distribution", "ref_train_sg", "ref_train_cbow", "ref_keep_prob"]
+__all__ = ["ref_hash3", "ref_alias_distribution", "ref_noise_draws", "ref_train_sg", "ref_train_cbow", "ref_keep_prob"]
 
 from tests.reference_rng import GOLDEN as _G  # noqa: E402
 from tests.reference_rng import hash3 as ref_hash3  # noqa: E402
@@ -49,6 +49,17 @@ def _noise(r, prob, alias):
     col = ((r >> 32) * v) >> 32
     coin = (r & 0xFFFFFFFF) / 4294967296.0
     return col if coin < prob[col] else int(alias[col])
+
+
+def ref_noise_draws(prob, alias, anchors, seed, k):
+    """``[B, k]``: draw ``j`` for anchor ``b`` is the alias draw of ``hash3(seed, b, j)``, -1 where it is the
+    anchor itself (the Trainer's uniform negatives)."""
+    out = np.empty((len(anchors), k), np.int64)
+    for b, a in enumerate(anchors):
+        for j in range(k):
+            t = _noise(ref_hash3(seed, b, j), prob, alias)
+            out[b, j] = -1 if t == a else t
+    return out
 
 
 def _softplus(x):

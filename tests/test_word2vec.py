@@ -2,6 +2,7 @@
 import itertools
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -108,6 +109,29 @@ def test_alias_table_is_exact(weights):
     alias = np.arange(w.size, dtype=np.int32)
     K.build_alias(w, prob, alias)
     np.testing.assert_allclose(ref.ref_alias_distribution(prob, alias), w / w.sum(), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**62 - 1])
+def test_noise_draws_match_reference(rng, seed):
+    """The Trainer's negatives kernel: alias draws of hash3(seed, b, j), -1 on the anchor, at any thread count."""
+    w = rng.random(11) ** 2
+    w[[2, 5]] = 0.0
+    prob = np.ones(w.size)
+    alias = np.arange(w.size, dtype=np.int32)
+    K.build_alias(w, prob, alias)
+    anchors = rng.integers(0, w.size, 37)
+    out = np.zeros((37, 5), np.int64)
+    K.noise_draws(prob, alias, anchors, seed, out)
+    expect = ref.ref_noise_draws(prob, alias, anchors, seed, 5)
+    np.testing.assert_array_equal(out, expect)
+    assert (out == -1).any() and not np.isin(out, [2, 5]).any()
+    numba.set_num_threads(1)
+    try:
+        one = np.zeros_like(out)
+        K.noise_draws(prob, alias, anchors, seed, one)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(one, expect)
 
 
 def test_keep_probabilities_match_gensim_formula(rng):

@@ -6,9 +6,11 @@ on that table, sums their weighted gradients on the device (:func:`fastgnn.losse
 device table. What crosses per epoch, besides kernel arguments:
 
 * **to the device**: index arrays drawn on the host with the CPU path's RNG calls (so both backends draw the same
-  indices): the anchors and their positives (one int64 array ``[2B]``), InfoNCE's negative ids ``[B, K]`` (with a
-  curriculum's difficulty threshold, the anchors ``[B]`` once more for the filter), ``local``'s random pairs
-  ``[m', 2]``; and the small status vectors of the device value scans;
+  indices): the anchors and their positives (one int64 array ``[2B]``; the anchors ``[B]`` once more for the
+  uniform negatives, which the device draws itself with the twin of the CPU path's counter-based kernel, and with
+  a curriculum's difficulty threshold for the filter), InfoNCE's negative ids ``[B, K]`` only when a miner
+  supplies some of them, ``local``'s random pairs ``[m', 2]``; and the small status vectors of the device value
+  scans;
 * **to the host**: each loss value, the scans' status (NaN/inf in the table, id ranges), the two counts of
   InfoNCE's table-gradient grouping, the finiteness flags of the summed gradient and of the stepped table, with
   GradNorm each gradient's block partial norms, with a built-in miner its mined ids ``[B, k_hard]``; with a user

@@ -202,7 +202,7 @@ class EpochMixin:
         """Negative ids [B, K] (-1 padding) or None (in-batch); ``Zd`` is a host array or the device table."""
         k = s["num_negatives"]
         if self.miner_spec == "uniform":
-            ids = _uniform_negatives(graph, anchors, k, rng)
+            ids = _uniform_negatives(graph, anchors, k, rng, device=_check.is_device_array(Zd))
         else:
             k_hard = min(k, math.ceil(self.hard_ratio * k))
             miner = self._miner(max(k_hard, 1))

@@ -217,34 +217,44 @@ def _dense_grad(p):
     return np.ascontiguousarray(g, dtype=p.dtype)
 
 
-def _uniform_negatives(graph, anchors, k, rng):
-    """``[B, k]`` nodes drawn ∝ degree^0.75 (−1 where a draw hits the anchor itself).
+def _uniform_negatives(graph, anchors, k, rng, device=False):
+    """``[B, k]`` int64 nodes drawn ∝ degree^0.75 (−1 where a draw hits the anchor itself); a device array with
+    ``device`` (drawn there: nothing of size ``B x k`` crosses the bus).
 
-    One uniform per draw through a Walker alias table (the word2vec noise table, built once per graph): its
-    integer part picks a column, its fraction the coin. A binary search of the CDF per draw took 0.6 s for
-    200k anchors x 16 on the GPU machine's host, 40 times the whole epoch of the PyTorch CUDA peer."""
+    A Walker alias table (the word2vec noise table, built once per graph and cached, with its device copy), one
+    counter-based hash per draw (``hash3(seed, b, j)``, ``seed`` taken from ``rng``): the CPU and CUDA kernels
+    ``noise_draws`` give the same ids, so both backends train on the same negatives. A binary search of the CDF
+    per draw took 0.6 s for 200k anchors x 16 on the GPU machine's host, 40 times the whole epoch of the PyTorch
+    CUDA peer; the alias draws on that host still took 70 ms an epoch plus the copy."""
+    from .. import backend
+
+    seed = int(rng.integers(0, 2**62))
     key = "noise_alias"
     if key not in graph._cache:
         deg = graph.degrees()
         if deg.size and deg.sum() > 0:
-            from .. import backend
             from ..word2vec._corpus import noise_table
 
-            prob, alias = noise_table(deg, 0.75, backend.kernels("word2vec", "cpu"))
-            graph._cache[key] = prob, alias.astype(np.int64)  # int64 ids without a cast per draw
+            graph._cache[key] = noise_table(deg, 0.75, backend.kernels("word2vec", "cpu"))
         else:
             graph._cache[key] = None
     table = graph._cache[key]
+    anchors = np.ascontiguousarray(anchors, np.int64)
+    if not device:
+        out = np.full((anchors.size, k), -1, np.int64)
+        if table is not None and out.size:
+            backend.kernels("word2vec", "cpu").noise_draws(*table, anchors, seed, out)
+        return out
+    arrays = backend.kernels("arrays", "cuda")
     if table is None:
-        return np.full((anchors.size, k), -1, np.int64)
-    prob, alias = table
-    v = prob.size
-    u = rng.random((anchors.size, k)) * v
-    col = u.astype(np.int64)
-    np.minimum(col, v - 1, out=col)
-    ids = np.where(u - col < prob[col], col, alias[col])
-    ids[ids == anchors[:, None]] = -1
-    return ids
+        return arrays.full(anchors.size * k, -1, np.int64).reshape(anchors.size, k)
+    out = arrays.empty((anchors.size, k), np.int64)
+    if out.size:
+        dkey = "noise_alias_device"
+        if dkey not in graph._cache:
+            graph._cache[dkey] = tuple(arrays.upload(t) for t in table)
+        backend.kernels("word2vec", "cuda").noise_draws(*graph._cache[dkey], arrays.upload(anchors), seed, out)
+    return out
 
 
 def _apply_difficulty(Zd, anchors, ids, threshold):

@@ -68,9 +68,10 @@ class Trainer(EpochMixin):
         the table and Adam's state stay on the GPU for the whole of :meth:`fit`; each objective runs its device
         path on the table, the weighted gradients are summed and the table stepped there (the MultiObjectiveLoss
         weighting runs on the host from the scalar losses and, for GradNorm, gradient norms computed on the
-        device). Per epoch only scalars and small index arrays cross: the anchors, positives and negative ids
-        drawn on the host with the CPU path's random calls (so a seed gives the CPU run's indices and, to
-        rounding, its history), and ``local``'s random pairs; the graph's arrays are uploaded once. The host
+        device). Per epoch only scalars and small index arrays cross: the anchors and positives drawn on the host
+        with the CPU path's random calls, and ``local``'s random pairs; the uniform negatives are drawn on the
+        device by the twin of the CPU path's counter-based kernel (so a seed gives the CPU run's indices and, to
+        rounding, its history); the graph's arrays are uploaded once. The host
         table (``model.weight.data``) is refreshed when it is read — :meth:`embed`, checkpoints, ``eval_fn`` —
         and when :meth:`fit` returns or raises; inside a callback read :meth:`embed`. The built-in miners get
         the device table; a user miner object gets a host copy of it, made each epoch for mining only.

@@ -25,8 +25,8 @@ def _small(monkeypatch, scan_threads, scan_per):
     monkeypatch.setattr(arrays, "THREADS", 4)
     monkeypatch.setattr(arrays, "_SCAN_T", scan_threads)
     monkeypatch.setattr(arrays, "_SCAN_PER", scan_per)
-    monkeypatch.setattr(arrays, "_CHUNK", 3)
-    monkeypatch.setattr(arrays, "_MAX_CHUNKS", 16)
+    monkeypatch.setattr(arrays, "_CHUNK_ROUNDS", 1)
+    monkeypatch.setattr(arrays, "_MAX_CHUNKS", 3)
     monkeypatch.setattr(arrays, "_RED", 4)
     monkeypatch.setattr(arrays, "_PARTS", 3)
     return arrays
@@ -34,9 +34,10 @@ def _small(monkeypatch, scan_threads, scan_per):
 
 @pytest.fixture
 def ka(monkeypatch):
-    """Sorting and grouping: chunks of 3 keys; scan tiles of 64 items, so a sort's 16 x 10-chunk histogram
-    scans on 2 levels (the simulator runs each launch's threads as Python threads: an unbounded int64 sort
-    is 16 passes of launches, and smaller tiles made this file take 6 minutes)."""
+    """Sorting and grouping: warp chunks of one round of 32 keys, at most 3 chunks, so 100 keys make 2 chunks of
+    2 rounds (the second chunk's last round partial); scan tiles of 64 items (the simulator runs each launch's
+    threads as Python threads: an unbounded int64 sort is 16 passes of launches, and smaller tiles made this
+    file take 6 minutes)."""
     return _small(monkeypatch, 8, 8)
 
 
@@ -69,7 +70,7 @@ def inputs(rng, n, dtype, hi):
     return x
 
 
-SIZES = (0, 1, 29)
+SIZES = (0, 1, 29, 100)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])

@@ -28,23 +28,26 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("kind", ["cosine", "dot"])
-def test_info_nce_index(rng, backend, kind):
-    B, K, D, N = 9, 3, 5, 7
-    A, P = rng.standard_normal((2, B, D)).astype(np.float32)
-    T = rng.standard_normal((N, D)).astype(np.float32)
+@pytest.mark.parametrize("D, dtype", [(5, np.float32), (130, np.float32), (130, np.float64)])
+def test_info_nce_index(rng, backend, kind, D, dtype):
+    """D = 130: the CUDA backward's two column blocks of 128 (the second with two columns on lanes 0-1)."""
+    B, K, N = 9, 3, 7
+    A, P = rng.standard_normal((2, B, D)).astype(dtype)
+    T = rng.standard_normal((N, D)).astype(dtype)
     ids = rng.integers(-1, N, (B, K))
+    tol = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-13)
     loss, g = info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, reduction="none", backend=backend)
-    np.testing.assert_allclose(loss, ref.info_nce_items(A, P, ids, T, 0.5, kind), **_tol(np.float32))
+    np.testing.assert_allclose(loss, ref.info_nce_items(A, P, ids, T, 0.5, kind), **_tol(dtype))
     cpu_loss, cpu = info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, reduction="none", backend="cpu")
-    np.testing.assert_allclose(g["anchors"], cpu["anchors"], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(g["positives"], cpu["positives"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g["anchors"], cpu["anchors"], **tol)
+    np.testing.assert_allclose(g["positives"], cpu["positives"], **tol)
     np.testing.assert_array_equal(g["table"][0], cpu["table"][0])
-    np.testing.assert_allclose(g["table"][1], cpu["table"][1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g["table"][1], cpu["table"][1], **tol)
     buf = np.ones_like(T)
     info_nce(A, P, ids, table=T, temperature=0.5, similarity=kind, table_grad=buf, backend=backend)
     want = np.ones_like(T)
     want[cpu["table"][0]] += cpu["table"][1] / B
-    np.testing.assert_allclose(buf, want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(buf, want, **tol)
 
 
 def test_info_nce_no_negatives(rng, backend):

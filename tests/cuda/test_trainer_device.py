@@ -245,6 +245,22 @@ def test_kernels_match_the_host_code(rng, dtype):
         np.testing.assert_array_equal(got, _apply_difficulty(Z, anchors, ids, threshold))
 
 
+def test_uniform_negatives_are_drawn_on_the_device(graph):
+    """The device draws (CUDA ``noise_draws``) are the host's, id for id; an edgeless graph gives all -1."""
+    from fastgnn.trainer._parts import _uniform_negatives
+
+    anchors = np.array([0, 3, 3, 9, 1, 2, 5])
+    got = _uniform_negatives(graph, anchors, 6, np.random.default_rng(4), device=True)
+    assert is_device_array(got) and got.shape == (7, 6)
+    host = _uniform_negatives(graph, anchors, 6, np.random.default_rng(4))
+    np.testing.assert_array_equal(got.copy_to_host(), host)
+    assert (host == -1).any() and not (host == 10).any()  # the anchor itself; never the isolated node
+    empty = Graph.from_edges(np.array([], np.int64), np.array([], np.int64), num_nodes=3)
+    none = _uniform_negatives(empty, np.arange(3), 2, np.random.default_rng(0), device=True)
+    np.testing.assert_array_equal(none.copy_to_host(), np.full((3, 2), -1))
+    assert _uniform_negatives(graph, anchors[:0], 2, np.random.default_rng(0), device=True).shape == (0, 2)
+
+
 @pytest.mark.parametrize("miner", ["uniform", None])
 def test_infonce_table_gradient_matches_the_host_scatter(graph, miner):
     """The device scatter of the anchors' and positives' gradients (repeated positives) = the host's np.add.at."""

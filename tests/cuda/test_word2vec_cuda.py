@@ -28,6 +28,20 @@ def _setup(rng, v, d, nsent, maxlen, sample, batch, dtype):
     return corpus, offsets, chunks, keep, prob, alias, syn0, syn1
 
 
+@pytest.mark.parametrize("seed", [0, 2**62 - 1])
+def test_noise_draws_equal_the_cpu_kernel(kc, rng, seed):
+    w = rng.random(9)
+    w[4] = 0.0
+    prob, alias = _corpus.noise_table(w, 1.0, K)
+    anchors = rng.integers(0, 9, 13)
+    cpu = np.zeros((13, 6), np.int64)
+    K.noise_draws(prob, alias, anchors, seed, cpu)
+    dev = _backend.kernels("arrays", "cuda").empty((13, 6), np.int64)
+    kc.noise_draws(prob, alias, anchors, seed, dev)
+    np.testing.assert_array_equal(dev.copy_to_host(), cpu)
+    np.testing.assert_array_equal(cpu, ref.ref_noise_draws(prob, alias, anchors, seed, 6))
+
+
 CASES = [  # sg, v, d, nsent, maxlen, window, shrink, negative, shared, cbow_mean, sample, l2, clip
     (1, 6, 3, 3, 5, 2, True, 2, False, True, 0.0, 0.0, 0.0),
     (1, 5, 2, 2, 6, 2, True, 3, True, True, 0.05, 0.01, 0.0),

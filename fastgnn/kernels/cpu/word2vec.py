@@ -305,6 +305,20 @@ def train_cbow(corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0
         words_out[c] = kept
 
 
+@njit(parallel=True, cache=True)
+def noise_draws(noise_prob, noise_alias, anchors, seed, out):
+    """``out[b, j]``: draw ``j`` of the alias table for anchor ``b``, from ``hash3(seed, b, j)`` (:func:`_noise`:
+    the high 32 bits pick a column, the low 32 the coin), or -1 where it hits ``anchors[b]`` itself. The draws
+    do not depend on the thread count; the CUDA ``noise_draws`` gives the same ids."""
+    k = out.shape[1]
+    for b in prange(out.shape[0]):
+        base = mix64(np.uint64(seed) + _GOLDEN * (np.uint64(b) + np.uint64(1)))
+        a = anchors[b]
+        for j in range(k):
+            t = _noise(_draw(base, j), noise_prob, noise_alias)
+            out[b, j] = -1 if t == a else t
+
+
 @njit(cache=True)
 def build_alias(weights, prob, alias):
     """Walker/Vose alias table of ``weights`` (non-negative float64 [V], positive sum) into prob/alias.

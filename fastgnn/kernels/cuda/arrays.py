@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
+from .warp import SIM, lanes_below, scratch_size, warp_match_any, warp_sync
+
 THREADS = 128  # threads per block of the 1-d launches (tests lower it so tiny inputs span several blocks)
 _RED = 64  # threads of the single-block reductions (shared memory is sized at compile time)
 _PARTS = 256  # blocks of the first pass of a sum (a fixed grid keeps the summation order fixed)
@@ -320,8 +322,11 @@ def offsets_from_counts(counts):
 # --------------------------------------------------------------------------- stable grouping by key
 _DIGIT = 4  # bits per radix pass
 _RADIX = 1 << _DIGIT
-_CHUNK = 128  # fewest keys per thread of the radix passes (each thread owns a contiguous run)
-_MAX_CHUNKS = 1 << 17  # most threads of a radix pass (bounds the histogram: _RADIX entries per thread)
+_CHUNK_ROUNDS = 16  # fewest rounds of 32 keys per warp chunk of the radix passes (512 keys)
+_MAX_CHUNKS = 1 << 14  # most warp chunks of a pass (bounds the histogram: _RADIX entries per chunk)
+RADIX_BLOCK = 32 if SIM else 128  # threads per block of the radix passes (a chunk per warp)
+_RADIX_WARPS = RADIX_BLOCK // 32
+_RADIX_SCRATCH = scratch_size(RADIX_BLOCK)
 
 
 @cuda.jit
@@ -366,55 +371,81 @@ def _radix_key(v, top):
 
 @cuda.jit
 def _radix_count(src, topd, shift, chunk, hist):
-    """hist[d * C + c] = number of keys of chunk c (src[c*chunk:(c+1)*chunk]) with digit d; C chunks. A pass
-    past the highest digit of ``top`` (read on the device) does nothing."""
-    c = cuda.grid(1)
+    """hist[d * C + c] = number of keys of chunk c (src[c*chunk:(c+1)*chunk]) with digit d; C chunks, one warp
+    each, reading 32 consecutive keys a round (coalesced) into the warp's counters in shared memory (atomics:
+    counts do not depend on their order). A pass past the highest digit of ``top`` (read on the device) does
+    nothing."""
+    cnt = cuda.shared.array((_RADIX_WARPS, _RADIX), int64)
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    c = cuda.blockIdx.x * _RADIX_WARPS + w
     nchunks = hist.shape[0] // _RADIX
     top = topd[0]
-    if c >= nchunks or (shift > 0 and (top >> shift) == 0):
+    if shift > 0 and (top >> shift) == 0:
         return
-    cnt = cuda.local.array(_RADIX, int64)
-    for d in range(_RADIX):
-        cnt[d] = 0
-    n = src.shape[0]
-    lo = c * chunk
-    hi = min(lo + chunk, n)
-    for i in range(lo, hi):
-        cnt[(_radix_key(src[i], top) >> shift) & (_RADIX - 1)] += 1
-    for d in range(_RADIX):
-        hist[d * nchunks + c] = cnt[d]
+    if lane < _RADIX:
+        cnt[w, lane] = 0
+    cuda.syncthreads()
+    if c < nchunks:
+        lo = c * chunk
+        hi = min(lo + chunk, src.shape[0])
+        for i in range(lo + lane, hi, 32):
+            cuda.atomic.add(cnt, (w, (_radix_key(src[i], top) >> shift) & (_RADIX - 1)), 1)
+    cuda.syncthreads()
+    if c < nchunks and lane < _RADIX:
+        hist[lane * nchunks + c] = cnt[w, lane]
 
 
 @cuda.jit
 def _radix_scatter(src, pos, first, topd, shift, chunk, offs, keys_tmp, pos_tmp, keys_fin, pos_fin):
-    """Each chunk re-reads its keys in order and writes each to its digit's next slot (``offs``: the exclusive
-    scan of the digit-major histogram), so equal digits keep their order: a stable pass. The first pass takes
-    positions from the index; the pass of the highest digit of ``top`` writes into ``*_fin`` with ``top`` as
-    ``MAXKEY``, the others into ``*_tmp``; later passes do nothing (the device decides: no host round trip)."""
-    c = cuda.grid(1)
+    """Each warp re-reads its chunk 32 consecutive keys a round and writes each key to its digit's next slot
+    (``offs``: the exclusive scan of the digit-major histogram, kept per warp in shared memory): a key goes
+    after the keys of its digit in earlier rounds and in lower lanes of its round (``match_any`` and a
+    popcount), so equal digits keep their order: a stable pass. The first pass takes positions from the index;
+    the pass of the highest digit of ``top`` writes into ``*_fin`` with ``top`` as ``MAXKEY``, the others into
+    ``*_tmp``; later passes do nothing (the device decides: no host round trip)."""
+    scratch = cuda.shared.array(_RADIX_SCRATCH, int64)
+    nxt = cuda.shared.array((_RADIX_WARPS, _RADIX), int64)
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    c = cuda.blockIdx.x * _RADIX_WARPS + w
     nchunks = offs.shape[0] // _RADIX
     top = topd[0]
     if c >= nchunks or (shift > 0 and (top >> shift) == 0):
-        return
+        return  # the warp's 32 lanes together
     last = shift + _DIGIT >= 63 or (top >> (shift + _DIGIT)) == 0
-    nxt = cuda.local.array(_RADIX, int64)
-    for d in range(_RADIX):
-        nxt[d] = offs[d * nchunks + c]
-    n = src.shape[0]
+    if lane < _RADIX:
+        nxt[w, lane] = offs[lane * nchunks + c]
+    warp_sync()
     lo = c * chunk
-    hi = min(lo + chunk, n)
-    for i in range(lo, hi):
-        k = _radix_key(src[i], top)
-        d = (k >> shift) & (_RADIX - 1)
-        j = nxt[d]
-        nxt[d] = j + 1
-        p = i if first else pos[i]
-        if last:
-            keys_fin[j] = MAXKEY if k == top else k
-            pos_fin[j] = p
-        else:
-            keys_tmp[j] = k
-            pos_tmp[j] = p
+    hi = min(lo + chunk, src.shape[0])
+    below = lanes_below(lane)
+    for base in range(lo, hi, 32):  # the same rounds on every lane
+        i = base + lane
+        live = i < hi
+        k = _radix_key(src[i], top) if live else top
+        d = (k >> shift) & (_RADIX - 1) if live else _RADIX  # idle lanes match only each other
+        peers = warp_match_any(d, scratch, lane, w)
+        if live:
+            j = nxt[w, d] + cuda.popc(peers & below)
+            p = i if first else pos[i]
+            if last:
+                keys_fin[j] = MAXKEY if k == top else k
+                pos_fin[j] = p
+            else:
+                keys_tmp[j] = k
+                pos_tmp[j] = p
+        warp_sync()  # every lane has read its slot before the digit's lowest lane moves it on
+        if live and (peers & below) == 0:
+            nxt[w, d] += cuda.popc(peers)
+        warp_sync()
+
+
+def _radix_chunk(n):
+    """Keys per warp chunk: whole rounds of 32, at least ``_CHUNK_ROUNDS`` of them, at most ``_MAX_CHUNKS``
+    chunks."""
+    rounds = max(_CHUNK_ROUNDS, -(-n // (32 * _MAX_CHUNKS)))
+    return 32 * rounds
 
 
 def sort_keys(flat, bound=None):
@@ -427,7 +458,8 @@ def sort_keys(flat, bound=None):
 
     An LSD radix sort of 4-bit digits over the keys ``0..top`` (``top = bound`` or max key + 1 standing for the
     padding): ``ceil(bits(top) / 4)`` passes, each a per-chunk digit count, a prefix sum of the digit-major
-    histogram and a stable scatter. No atomics on the data path; the result is the same on every run.
+    histogram and a stable scatter, one warp per chunk of consecutive keys reading 32 of them a round. Atomics
+    only count; every key's slot is fixed by the keys before it, so the result is the same on every run.
     """
     n = flat.shape[0]
     if n == 0:
@@ -442,7 +474,7 @@ def sort_keys(flat, bound=None):
         topd = full(1, top, np.int64)
         bits = top.bit_length()
     passes = max(1, -(-bits // _DIGIT))
-    chunk = max(_CHUNK, -(-n // _MAX_CHUNKS))
+    chunk = _radix_chunk(n)
     nchunks = -(-n // chunk)
     hist = cuda.device_array(_RADIX * nchunks, np.int64)
     scratch = _scan_scratch(hist.shape[0])
@@ -450,7 +482,7 @@ def sort_keys(flat, bound=None):
     fin = (cuda.device_array(n, np.int64), cuda.device_array(n, np.int64))
     tmp = [(cuda.device_array(n, np.int64), cuda.device_array(n, np.int64)) for _ in range(min(passes - 1, 2))]
     tmp = tmp or [fin]
-    grid = _grid(nchunks)
+    grid = (-(-nchunks // _RADIX_WARPS), RADIX_BLOCK)
     src, pos = flat, fin[1]  # pos is not read by the first pass
     chunk64 = int64(chunk)
     for p in range(passes):

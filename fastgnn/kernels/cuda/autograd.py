@@ -91,14 +91,15 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
 
     Each K slice of op(A) (BM x BK) and op(B) (BK x BN) is loaded with consecutive threads on consecutive
     addresses of the stored array (along K for A and Bᵀ stored row-major, along M / N for Aᵀ and B), into
-    K-major shared tiles (padded by one column against bank conflicts on the transposing stores). Entries
-    past M, N or k_hi load as 0, so the last partial slice adds exact zeros."""
+    K-major shared tiles of ``out``'s dtype (padded by one column against bank conflicts on the transposing
+    stores). Entries past M, N or k_hi load as 0, so the last partial slice adds exact zeros. Each output sums
+    its products in ascending k."""
     M = out.shape[0]
     N = out.shape[1]
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    As = cuda.shared.array(MM_A_SHARED, A.dtype)
-    Bs = cuda.shared.array(MM_B_SHARED, B.dtype)
+    As = cuda.shared.array(MM_A_SHARED, out.dtype)  # staged in the output dtype: float32 operands of a
+    Bs = cuda.shared.array(MM_B_SHARED, out.dtype)  # float64 out multiply exactly (the similarity miner)
     zero = out.dtype.type(0)
     c00 = c01 = c02 = c03 = zero
     c10 = c11 = c12 = c13 = zero
@@ -214,8 +215,9 @@ def _split_k(M, N, K):
 
 def matmul(A, B, out, trans_a=False, trans_b=False):
     """``out = op(A) @ op(B)`` (2-d device arrays; ``op`` transposes where the flag is set, so ``trans_a`` with A
-    [K, M] multiplies by Aᵀ [M, K]). Accumulates in the array dtype; a split K (see :func:`_split_k`) adds its
-    parts in float64, in order. Raises ValueError on mismatched shapes."""
+    [K, M] multiplies by Aᵀ [M, K]). Accumulates in ``out``'s dtype (float32 A and B into a float64 ``out``:
+    exact products summed in float64, in ascending k); a split K (see :func:`_split_k`) adds its parts in
+    float64, in order. Raises ValueError on mismatched shapes."""
     M, K = (A.shape[1], A.shape[0]) if trans_a else A.shape
     K2, N = (B.shape[1], B.shape[0]) if trans_b else B.shape
     if K != K2 or tuple(out.shape) != (M, N):

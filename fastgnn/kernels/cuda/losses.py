@@ -84,6 +84,53 @@ def _wpair(A, i, X, j, D, na, cosine, lane, live, scratch, w):
     return d / den, den, b2
 
 
+@cuda.jit(device=True, inline=True)
+def _wpair2(A, i, X, j1, j2, D, na, cosine, lane, live1, live2, scratch, w):
+    """:func:`_wpair` of rows ``j1`` and ``j2`` of ``X`` at once: their loads interleaved (twice the loads in
+    flight per lane) and their sums in two shuffle trees; each result has :func:`_wpair`'s bits."""
+    d1 = 0.0
+    q1 = 0.0
+    d2 = 0.0
+    q2 = 0.0
+    for t in range(lane, D, 32):
+        a = A[i, t]
+        if live1:
+            b = X[j1, t]
+            d1 += a * b
+            q1 += b * b
+        if live2:
+            c = X[j2, t]
+            d2 += a * c
+            q2 += c * c
+    d1, d2 = warp_sum2(d1, d2, scratch, lane, w)
+    q1, q2 = warp_sum2(q1, q2, scratch, lane, w)
+    den1 = 1.0
+    den2 = 1.0
+    if cosine:
+        den1 = max(na * math.sqrt(q1), EPS)
+        den2 = max(na * math.sqrt(q2), EPS)
+    return d1 / den1, den1, q1, d2 / den2, den2, q2
+
+
+@cuda.jit(device=True, inline=True)
+def _fwd_slot(i, k, j, s, den, b2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst):
+    """One negative slot of the forward: its buffers, the non-finite mark, the online log-sum-exp."""
+    if j >= 0:
+        if lead:
+            sbuf[i, k + 1] = s
+            dbuf[i, k + 1] = den
+            nbuf[i, k + 1] = b2
+        if not (math.isfinite(s) and math.isfinite(b2)):
+            worst = j
+        x = mul_rn(s, inv_tau)
+        if x > m:
+            tot = tot * math.exp(m - x) + 1.0
+            m = x
+        else:
+            tot += math.exp(x - m)
+    return m, tot, worst
+
+
 @cuda.jit
 def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf, dbuf, nbuf):
     """InfoNCE forward with integer negatives (first half of the twin of the CPU ``info_nce_rows``), 32 threads
@@ -92,7 +139,8 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
     writes the similarities, denominators and squared norms (``sbuf``, ``dbuf``, ``nbuf``: ``[B, K + 1]``,
     positive first), the loss, ``bad[i]`` (a table row whose similarity is not finite, else -1) and
     ``stats[i] = (log-sum-exp, squared anchor norm)``; the log-sum-exp is accumulated online (rescaled at each
-    new maximum). Launch ``32 * B`` threads (rounded up to whole blocks) in blocks of :data:`WARP_BLOCK`; lanes
+    new maximum). The negative slots go two a step (:func:`_wpair2`: both rows' loads in flight together),
+    folded into the log-sum-exp in slot order. Launch ``32 * B`` threads (rounded up to whole blocks) in blocks of :data:`WARP_BLOCK`; lanes
     past the last anchor only take part in the reductions."""
     scratch = cuda.shared.array(_WARP_SCRATCH, float64)
     i = cuda.grid(1) // 32
@@ -118,22 +166,13 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
     m = x0
     tot = 1.0
     worst = -1
-    for k in range(K):
-        j = ids[i, k] if active else -1
-        s, den, b2 = _wpair(A, ii, table, max(j, 0), D, na, cosine, lane, j >= 0, scratch, w)
-        if j >= 0:
-            if lead:
-                sbuf[i, k + 1] = s
-                dbuf[i, k + 1] = den
-                nbuf[i, k + 1] = b2
-            if not (math.isfinite(s) and math.isfinite(b2)):
-                worst = j
-            x = mul_rn(s, inv_tau)
-            if x > m:
-                tot = tot * math.exp(m - x) + 1.0
-                m = x
-            else:
-                tot += math.exp(x - m)
+    for k in range(0, K, 2):  # two slots a step (their rows in flight together), taken in order
+        j1 = ids[i, k] if active else -1
+        j2 = ids[i, k + 1] if active and k + 1 < K else -1
+        s1, den1, q1, s2, den2, q2 = _wpair2(A, ii, table, max(j1, 0), max(j2, 0), D, na, cosine, lane, j1 >= 0,
+                                             j2 >= 0, scratch, w)
+        m, tot, worst = _fwd_slot(i, k, j1, s1, den1, q1, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+        m, tot, worst = _fwd_slot(i, k + 1, j2, s2, den2, q2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
     if lead:
         bad[i] = worst
         lse = m + math.log(tot)
@@ -142,16 +181,27 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
         stats[i, 1] = na2
 
 
+_BWD_SPAN = 128  # columns of a backward column block: four per lane, the anchor's gradient held in registers
+
+
+@cuda.jit(device=True, inline=True)
+def _col(X, r, t, live):
+    return X[r, t] if live else X.dtype.type(0)
+
+
 @cuda.jit
 def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, dbuf, nbuf, status, gA, gP, coef_u,
                        coef_v, out):
-    """InfoNCE backward after :func:`_info_nce_fwd_warp`, 32 lanes per anchor, lane ``l`` owning columns
-    ``l, l + 32, ...``: the anchor's and positive's gradients (accumulated in the CPU kernel's order) and, per
-    negative slot, either the coefficients ``coef_u``, ``coef_v`` of its table-row term ``u A[i] - v table[j]``
-    (when ``out`` has no rows) or that term added into ``out[j]`` with atomics (``out`` a dense ``[N, D]`` table
-    gradient: atomics because rows can collide; where they do, the order of the additions is not fixed). Does
-    nothing once ``status[1] >= 0`` (the forward met a non-finite table row: the caller raises, and ``out``
-    stays untouched). Launch like the forward; no block barriers."""
+    """InfoNCE backward after :func:`_info_nce_fwd_warp`, 32 lanes per anchor: the anchor's and positive's
+    gradients (accumulated in the CPU kernel's order) and, per negative slot, either the coefficients ``coef_u``,
+    ``coef_v`` of its table-row term ``u A[i] - v table[j]`` (when ``out`` has no rows) or that term added into
+    ``out[j]`` with atomics (``out`` a dense ``[N, D]`` table gradient: atomics because rows can collide; where
+    they do, the order of the additions is not fixed). The columns go in blocks of :data:`_BWD_SPAN`, lane ``l``
+    owning columns ``l, l + 32, l + 64, l + 96`` of a block: the anchor's row and its gradient stay in
+    registers while the slots stream past, so a slot costs the loads of its table row and no read-modify-write
+    of ``gA`` in memory (each partial sum is rounded to ``gA``'s dtype, as the stored one was). Does nothing once
+    ``status[1] >= 0`` (the forward met a non-finite table row: the caller raises, and ``out`` stays
+    untouched). Launch like the forward; no block barriers."""
     if status[1] >= 0:
         return
     i = cuda.grid(1) // 32
@@ -164,43 +214,80 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
     lse = stats[i, 0]
     na2 = stats[i, 1]
     sc = scale[i] * inv_tau
-    for t in range(lane, D, 32):
-        gA[i, t] = 0.0
-    wa = 0.0
-    for k in range(K + 1):
-        if k > 0 and ids[i, k - 1] < 0:
-            if lane == 0 and not into:
-                coef_u[i, k - 1] = 0.0
-                coef_v[i, k - 1] = 0.0
-            continue
-        s = sbuf[i, k]
-        den = dbuf[i, k]
-        pk = math.exp(mul_rn(s, inv_tau) - lse)
-        gk = sc * (pk - 1.0) if k == 0 else sc * pk
-        u = gk / den
-        v = 0.0
-        if cosine and den > EPS:
-            v = gk * s / nbuf[i, k]
-            wa += gk * s / na2
-        if k == 0:
-            for t in range(lane, D, 32):
-                gA[i, t] += u * P[i, t]
-                gP[i, t] = u * A[i, t] - v * P[i, t]
-        else:
-            j = ids[i, k - 1]
-            if into:
-                for t in range(lane, D, 32):
-                    b = table[j, t]
-                    gA[i, t] += u * b
-                    cuda.atomic.add(out, (j, t), u * A[i, t] - v * b)
+    cast = gA.dtype.type
+    for c0 in range(0, max(D, 1), _BWD_SPAN):  # one block without columns still writes the coefficients
+        t0 = c0 + lane
+        t1 = t0 + 32
+        t2 = t0 + 64
+        t3 = t0 + 96
+        m0 = t0 < D
+        m1 = t1 < D
+        m2 = t2 < D
+        m3 = t3 < D
+        a0 = _col(A, i, t0, m0)
+        a1 = _col(A, i, t1, m1)
+        a2 = _col(A, i, t2, m2)
+        a3 = _col(A, i, t3, m3)
+        g0 = g1 = g2 = g3 = cast(0)
+        wa = 0.0
+        for k in range(K + 1):
+            if k > 0 and ids[i, k - 1] < 0:
+                if lane == 0 and not into and c0 == 0:
+                    coef_u[i, k - 1] = 0.0
+                    coef_v[i, k - 1] = 0.0
+                continue
+            s = sbuf[i, k]
+            den = dbuf[i, k]
+            pk = math.exp(mul_rn(s, inv_tau) - lse)
+            gk = sc * (pk - 1.0) if k == 0 else sc * pk
+            u = gk / den
+            v = 0.0
+            if cosine and den > EPS:
+                v = gk * s / nbuf[i, k]
+                wa += gk * s / na2
+            if k == 0:
+                b0 = _col(P, i, t0, m0)
+                b1 = _col(P, i, t1, m1)
+                b2 = _col(P, i, t2, m2)
+                b3 = _col(P, i, t3, m3)
+                if m0:
+                    gP[i, t0] = u * a0 - v * b0
+                if m1:
+                    gP[i, t1] = u * a1 - v * b1
+                if m2:
+                    gP[i, t2] = u * a2 - v * b2
+                if m3:
+                    gP[i, t3] = u * a3 - v * b3
             else:
-                if lane == 0:
+                j = ids[i, k - 1]
+                b0 = _col(table, j, t0, m0)
+                b1 = _col(table, j, t1, m1)
+                b2 = _col(table, j, t2, m2)
+                b3 = _col(table, j, t3, m3)
+                if into:
+                    if m0:
+                        cuda.atomic.add(out, (j, t0), u * a0 - v * b0)
+                    if m1:
+                        cuda.atomic.add(out, (j, t1), u * a1 - v * b1)
+                    if m2:
+                        cuda.atomic.add(out, (j, t2), u * a2 - v * b2)
+                    if m3:
+                        cuda.atomic.add(out, (j, t3), u * a3 - v * b3)
+                elif lane == 0 and c0 == 0:
                     coef_u[i, k - 1] = u
                     coef_v[i, k - 1] = v
-                for t in range(lane, D, 32):
-                    gA[i, t] += u * table[j, t]
-    for t in range(lane, D, 32):
-        gA[i, t] -= wa * A[i, t]
+            g0 = cast(g0 + u * b0)
+            g1 = cast(g1 + u * b1)
+            g2 = cast(g2 + u * b2)
+            g3 = cast(g3 + u * b3)
+        if m0:
+            gA[i, t0] = g0 - wa * a0
+        if m1:
+            gA[i, t1] = g1 - wa * a1
+        if m2:
+            gA[i, t2] = g2 - wa * a2
+        if m3:
+            gA[i, t3] = g3 - wa * a3
 
 
 def info_nce_scratch(B, K):

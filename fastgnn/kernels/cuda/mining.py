@@ -15,8 +15,10 @@ then discovery order). At the end the lanes clear the bitmap words they set, str
 votes are ``kernels/cuda/warp.py``'s, emulated with shared memory and block barriers under the simulator,
 where the kernels run with one warp per block by default.
 
-The miner computes each block of similarities with ``block_dot`` and offers it to per-anchor heaps kept in
-global memory.
+The miner computes each block of similarities S = unit @ pool[block]ᵀ with the register-tiled GEMM of
+``kernels/cuda/autograd.py`` (float32 operands staged and multiplied in float64, summed in ascending column
+order: one 64 x 64 tile of S per block, a 4 x 4 register block per thread) and offers it to per-anchor heaps
+kept in global memory.
 
 The ``launch_*`` helpers take device arrays and leave their results on the device; the only host copy is
 the one int64 that sizes k-hop's ``nodes`` (an output whose length depends on the data).
@@ -27,7 +29,7 @@ import numpy as np
 from numba import cuda, float64, int64, uint64
 
 from . import arrays
-from .grid import shape2
+from .autograd import matmul
 from .rng import hash3
 from .warp import SIM, scratch_size, warp_append_claimed, warp_scan_share, warp_sum, warp_sync
 
@@ -295,42 +297,6 @@ def _offer(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, 
 
 
 # --------------------------------------------------------------------------------------------- similarity miner
-_DOT_TILE = 16  # block_dot: 16 x 16 threads, each block one 16 x 16 tile of S
-
-
-@cuda.jit(cache=True)
-def block_dot(unit, pool, start, S):
-    """S[b, j] = <unit[b], pool[start + j]>, accumulated in float64. Blocks of ``_DOT_TILE`` x ``_DOT_TILE``
-    threads compute one tile of S: the tile's anchor rows and pool rows are staged through shared memory
-    ``_DOT_TILE`` columns at a time (coalesced loads, each value read from global memory once per tile
-    instead of once per entry). Launch with :func:`dot_grid`."""
-    ta = cuda.shared.array((_DOT_TILE, _DOT_TILE), float64)
-    tp = cuda.shared.array((_DOT_TILE, _DOT_TILE), float64)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    j0 = cuda.blockIdx.x * _DOT_TILE
-    b0 = (cuda.blockIdx.z * cuda.gridDim.y + cuda.blockIdx.y) * _DOT_TILE
-    B, m = S.shape
-    D = unit.shape[1]
-    acc = float64(0.0)
-    for t0 in range(0, D, _DOT_TILE):
-        # thread (tx, ty) loads column t0 + tx of anchor b0 + ty and of pool row j0 + ty
-        t = t0 + tx
-        ta[ty, tx] = float64(unit[b0 + ty, t]) if (b0 + ty < B and t < D) else 0.0
-        tp[ty, tx] = float64(pool[start + j0 + ty, t]) if (j0 + ty < m and t < D) else 0.0
-        cuda.syncthreads()
-        for q in range(_DOT_TILE):
-            acc += ta[ty, q] * tp[tx, q]
-        cuda.syncthreads()
-    if b0 + ty < B and j0 + tx < m:
-        S[b0 + ty, j0 + tx] = acc
-
-
-def dot_grid(m, B):
-    """Launch configuration of :func:`block_dot` for an S of ``B`` x ``m``."""
-    return shape2(m, B, (_DOT_TILE, _DOT_TILE)), (_DOT_TILE, _DOT_TILE)
-
-
 @cuda.jit(device=True, inline=True)
 def _admits(hs, hi, cnt, b, cap, s, i):
     """Whether a push of ``(s, i)`` could change the heap (it may not, once the heap has moved on: the push
@@ -468,7 +434,7 @@ def launch_mine(unit, pool, inv_pool, block, args, caps, out, threads=None):
     for start in range(0, P, block):
         m = min(block, P - start)
         S = d_S if m == block else cuda.device_array((B, m), np.float64)
-        block_dot[dot_grid(m, B)](unit, pool, start, S)
+        matmul(unit, pool[start:start + m], S, trans_b=True)
         topk_block[bw, TOPK_BLOCK](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab,
                                    bool(use_labels), pool_mask, bool(use_mask), excl, ptr, *heaps)
     finalize[b1, threads](mode, *heaps, out)

@@ -30,11 +30,16 @@ _ROW_TY = 8  # distinct rows per block
 
 
 @cuda.jit(device=True, inline=True)
-def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first):
+def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first, flag, guarded):
     # p[i] is loaded before the store to buf: the compiler cannot prove that p and buf do not alias, so a load
     # of p[i] written after ``buf[bi] = b`` waits for that store and costs a second, serial trip to memory per
-    # thread (half the loads in flight of a kernel that is bound by memory latency x bandwidth)
+    # thread (half the loads in flight of a kernel that is bound by memory latency x bandwidth). For the same
+    # reason a guarded update reads its status word after its data, just before the first store: a word read
+    # first would hold every data load back by one trip to L2.
     pi = p[i]
+    bo = buf[bi] if momentum != 0 and not first else 0.0
+    if guarded and flag[0] != 0:
+        return
     gi = -g if maximize else g
     if wd != 0:
         gi = gi + wd * pi
@@ -42,7 +47,7 @@ def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maxi
         if first:
             b = gi
         else:
-            b = buf[bi] * momentum + one_m_damp * gi
+            b = bo * momentum + one_m_damp * gi
         buf[bi] = b
         if nesterov:
             gi = gi + momentum * b
@@ -52,12 +57,15 @@ def _sgd_elem(p, g, buf, i, bi, neg_lr, momentum, one_m_damp, wd, nesterov, maxi
 
 
 @cuda.jit(device=True, inline=True)
-def _adam_elem(p, g, m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
-    # every load before the first store (see _sgd_elem)
+def _adam_elem(p, g, m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad, flag,
+               guarded):
+    # every load before the first store, the status word last (see _sgd_elem)
     pi = p[i]
     mi = m[i]
     vi = v[i]
     mx = vmax[i] if amsgrad else mi
+    if guarded and flag[0] != 0:
+        return
     if decay != 1:
         pi = pi * decay
     gi = g
@@ -82,22 +90,23 @@ def _adam_elem(p, g, m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m
 def sgd_flat(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize):
     i = cuda.grid(1)
     if i < p.size:
-        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first, p, False)
 
 
 @cuda.jit(cache=True)
 def adam_flat(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad):
     i = cuda.grid(1)
     if i < p.size:
-        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad,
+                   p, False)
 
 
 @cuda.jit(cache=True)
 def sgd_flat_guarded(p, g, buf, first, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, flag):
     """:func:`sgd_flat` that writes nothing when ``flag[0] != 0`` (a non-finite gradient was found)."""
     i = cuda.grid(1)
-    if i < p.size and flag[0] == 0:
-        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+    if i < p.size:
+        _sgd_elem(p, g[i], buf, i, i, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first, flag, True)
 
 
 @cuda.jit(cache=True)
@@ -105,8 +114,9 @@ def adam_flat_guarded(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, o
                       flag):
     """:func:`adam_flat` that writes nothing when ``flag[0] != 0`` (a non-finite gradient was found)."""
     i = cuda.grid(1)
-    if i < p.size and flag[0] == 0:
-        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+    if i < p.size:
+        _adam_elem(p, g[i], m, v, vmax, i, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad,
+                   flag, True)
 
 
 @cuda.jit(cache=True)
@@ -179,7 +189,7 @@ def sgd_rows(p, rows, grads, ufirst, nxt, nu, buf, first, neg_lr, momentum, one_
         j = nxt[j]
     prow = p[r]
     brow = buf[r] if momentum != 0 else prow  # untouched without momentum
-    _sgd_elem(prow, acc, brow, k, k, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first)
+    _sgd_elem(prow, acc, brow, k, k, neg_lr, momentum, one_m_damp, wd, nesterov, maximize, first, prow, False)
 
 
 @cuda.jit(cache=True)
@@ -198,7 +208,8 @@ def adam_rows(p, rows, grads, ufirst, nxt, nu, m, v, vmax, neg_step, bc2_sqrt, w
         acc += grads[j, k]
         j = nxt[j]
     vrow = vmax[r] if amsgrad else m[r]
-    _adam_elem(p[r], acc, m[r], v[r], vrow, k, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad)
+    _adam_elem(p[r], acc, m[r], v[r], vrow, k, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b2, eps, wd, decay, amsgrad,
+               vrow, False)
 
 
 # ------------------------------------------------------------------------------------------ launchers

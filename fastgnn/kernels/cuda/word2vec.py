@@ -24,7 +24,7 @@ from numba import cuda, float64, int64, uint64
 from .coherent import load_l2
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
-from .rng import mix64
+from .rng import hash3, mix64
 from .warp import SIM, scratch_size, warp_sum, warp_sum2
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -314,3 +314,23 @@ def train_cbow(corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0
     _launch(False, corpus, offsets, chunks, keep_prob, noise_prob, noise_alias, syn0, syn1, window, shrink,
             negative, False, cbow_mean, alpha_start, alpha_end, total_words, l2, clip, seed, epoch, compute_loss,
             loss_out, words_out, threads_per_block, workspace)
+
+
+@cuda.jit(cache=True)
+def _noise_draws(noise_prob, noise_alias, anchors, seed, out):
+    i = cuda.grid(1)
+    k = out.shape[1]
+    if i < out.shape[0] * k:
+        b = i // k
+        j = i - b * k
+        t = _noise(hash3(seed, b, j), noise_prob, noise_alias)
+        out[b, j] = -1 if t == anchors[b] else t
+
+
+def noise_draws(noise_prob, noise_alias, anchors, seed, out):
+    """Device twin of the CPU ``noise_draws`` (the same ids): ``out[b, j]`` (int64 [B, k]) is draw ``j`` of the
+    alias table for anchor ``b``, from ``hash3(seed, b, j)``, or -1 where it hits ``anchors[b]``; one thread per
+    entry, consecutive threads on consecutive entries of a row (coalesced stores)."""
+    n = out.shape[0] * out.shape[1]
+    if n:
+        _noise_draws[math.ceil(n / 256), 256](noise_prob, noise_alias, anchors, seed, out)
