@@ -239,6 +239,56 @@ def test_guarded_device_step_host_traffic(rng, cuda, monkeypatch):
         assert moved == ([] if mode == "propagate" else [("down", np.dtype(np.int32), 1)]), (mode, moved)
 
 
+@pytest.mark.parametrize("bad", [False, True])
+def test_guarded_step_waits_for_the_word_not_for_the_update(rng, cuda, monkeypatch, bad):
+    """The status word's copy is queued (on a stream, then an event) after the scans and before the guarded
+    updates, and the step waits on that event only: the updates may still run when step() returns. A non-finite
+    gradient still gives False ("skip") and leaves the parameters as they were."""
+    from fastgnn.kernels.cuda import optim as ko
+
+    dev = [cuda.to_device(rng.standard_normal(s).astype(np.float32)) for s in [(70,), (3, 5)]]
+    grads = [np.ones(d.shape, np.float32) for d in dev]
+    if bad:
+        grads[1][2, 3] = np.nan
+    grads = [cuda.to_device(g) for g in grads]
+    before = [d.copy_to_host() for d in dev]
+    opt = Adam(dev, lr=0.1, nonfinite="skip")
+    log = []
+    fake = type(cuda.device_array(1))
+    to_host = fake.copy_to_host
+
+    def logged_to_host(self, *a, **kw):
+        stream = kw.get("stream", a[1] if len(a) > 1 else 0)
+        log.append(("copy", not isinstance(stream, int)))  # a stream object: an asynchronous copy
+        return to_host(self, *a, **kw)
+
+    def logged(name, fn):
+        def call(*a, **kw):
+            log.append((name, kw.get("flag") is not None))
+            return fn(*a, **kw)
+        return call
+
+    monkeypatch.setattr(fake, "copy_to_host", logged_to_host)
+    monkeypatch.setattr(ko, "launch_adam", logged("update", ko.launch_adam))
+    guard_type = ko.StepGuard
+    waits = []
+    sync = guard_type.finish
+
+    def finish(self):
+        waits.append(self._pending)
+        return sync(self)
+
+    monkeypatch.setattr(guard_type, "finish", finish)
+    assert opt.step(grads) is (not bad)
+    assert log == [("copy", True), ("update", True), ("update", True)]  # async copy, then both guarded updates
+    assert waits == [True]  # finish() waited on the copy's event, not on a synchronous copy
+    monkeypatch.undo()
+    after = [d.copy_to_host() for d in dev]
+    for a, b in zip(after, before):
+        assert np.array_equal(a, b) is bad
+    assert opt.skipped_steps == int(bad)
+
+
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_row_twins_match_reference(kind, rng, cuda):
     table = rng.standard_normal((40, 37)).astype(np.float32)  # 37 columns: two blocks across

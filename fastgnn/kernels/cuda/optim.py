@@ -9,10 +9,11 @@ rows need no host round trip; its ``ufirst`` has one entry per id, ``-1`` where 
 (the row kernels skip those).
 
 Guarded steps (``nonfinite="raise"``/``"skip"``): :class:`StepGuard` holds a reusable device status word. The
-gradients are scanned into it (:meth:`StepGuard.scan`), the ``*_flat_guarded`` updates are queued behind the scan
-on the same stream and return at once when the word is set (parameters and state keep the last good values),
-and the word is read back once, after the update is queued: one synchronisation per step, no host round trip
-between the scan and the update.
+gradients are scanned into it (:meth:`StepGuard.scan`), its copy to pinned host memory is queued behind the scans,
+the ``*_flat_guarded`` updates behind the copy on the same stream (they return at once when the word is set:
+parameters and state keep the last good values), and the host waits for the copy only, so the updates overlap
+the host's return and its next launches: one wait per step, no host round trip between the scan and the
+update, no idle device between steps.
 """
 import math
 import threading
@@ -23,6 +24,7 @@ from numba import cuda, float64
 from . import arrays
 from .arrays import block_tree
 from .grid import grid2, shape2
+from .warp import SIM
 
 _THREADS = 256
 _ROW_TX = 32  # threads over a row's columns
@@ -246,15 +248,20 @@ def launch_adam(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b
 class StepGuard:
     """A reusable device status word for guarded steps, and the pinned host word it is read into.
 
-    Per step: :meth:`begin`, :meth:`scan` each gradient with its code, queue the ``*_flat_guarded`` updates with
-    :attr:`flag`, then :meth:`finish` reads the word back (the step's one synchronisation) and returns the
-    largest code of a non-finite gradient, or 0. The word is zeroed on the device, only when it may be set: a
-    clean step leaves it 0, so the usual step launches no reset.
+    Per step: :meth:`begin`, :meth:`scan` each gradient with its code, :meth:`read` (queues the word's copy to
+    the host and an event behind the scans), queue the ``*_flat_guarded`` updates with :attr:`flag`, then
+    :meth:`finish` waits for that copy -- not for the updates, which keep the device busy while the host
+    prepares the next step -- and returns the largest code of a non-finite gradient, or 0. Without
+    :meth:`read`, :meth:`finish` copies the word synchronously (after everything queued). The word is zeroed on
+    the device, only when it may be set: a clean step leaves it 0, so the usual step launches no reset.
     """
 
     def __init__(self):
         self.flag = cuda.device_array(1, np.int32)
         self._host = cuda.pinned_array(1, np.int32)
+        self._stream = cuda.default_stream()  # the stream kernels launched without one run on
+        self._copied = cuda.event() if SIM else cuda.event(timing=False)  # the simulator's takes no argument
+        self._pending = False
         self._dirty = True  # unknown contents: zero before the next scan
 
     def begin(self):
@@ -267,8 +274,18 @@ class StepGuard:
         if x.size:
             _nonfinite_code[_blocks(x.size), _THREADS](x, self.flag, code)
 
+    def read(self):
+        """Queue the word's copy into pinned host memory, and an event after it, on the default stream."""
+        self.flag.copy_to_host(self._host, stream=self._stream)
+        self._copied.record(self._stream)
+        self._pending = True
+
     def finish(self) -> int:
-        self.flag.copy_to_host(self._host)
+        if self._pending:
+            self._pending = False
+            self._copied.synchronize()
+        else:
+            self.flag.copy_to_host(self._host)
         code = int(self._host[0])
         if code:
             _zero_flag[1, 1](self.flag)
