@@ -3,11 +3,12 @@
 A :class:`~fastgnn.autograd.Tensor` whose ``data`` is a device array keeps its forward values, its
 backward closures' saved arrays and its gradients on the device; the encoders of :mod:`fastgnn.nn`
 (GCN, GraphSAGE, GAT, Linear, ReLU/ELU, the GRACE projection head) then train without a host copy per
-step. The operations run the kernels of ``kernels/cuda/autograd.py`` (GEMM, elementwise, column sums),
-``kernels/cuda/sparse.py`` (CSR products, with the graph's arrays and scales uploaded once per graph)
-and ``kernels/cuda/gat.py`` (attention). The operations without a device kernel of their own
-(``leaky_relu``, ``softmax``, ``log_softmax``, ``l2_normalize``, ``concat``, ``mean``/``sum`` other than
-over the heads axis, ``embedding``) run through :func:`via_host`: their inputs are copied to the host, the
+step. The operations run the kernels of ``kernels/cuda/autograd.py`` (GEMM, elementwise including
+``leaky_relu``, row normalisation for ``l2_normalize``, column sums), ``kernels/cuda/sparse.py`` (CSR
+products, with the graph's arrays and scales uploaded once per graph) and ``kernels/cuda/gat.py``
+(attention). The operations without a device kernel of their own (``softmax``, ``log_softmax``,
+``concat``, ``mean``/``sum`` other than over the heads axis, ``embedding``, ``l2_normalize`` of a 0-d
+tensor) run through :func:`via_host`: their inputs are copied to the host, the
 host operation runs, and its result and, on backward, its gradients are copied back — correct, but one
 round trip each, which the built-in encoders never take.
 
@@ -180,6 +181,32 @@ def elu(x, alpha):
     if x.size:
         kernels().elu_forward(flat(x), float(alpha), flat(out), flat(deriv))
     return out, (lambda g: product(g, deriv))
+
+
+def leaky_relu(x, slope):
+    out, deriv = empty_like(x), empty_like(x)
+    if x.size:
+        kernels().leaky_forward(flat(x), float(slope), flat(out), flat(deriv))
+    return out, (lambda g: product(g, deriv))
+
+
+def l2_normalize(x, eps):
+    """Rows over the last axis of ``x`` (at least 1-d) to unit norm, and the backward."""
+    k = kernels()
+    last = tuple(x.shape)[-1]  # the simulator's shapes take no negative index
+    rows = (x.size // last if last else 0, last)
+    out = empty_like(x)
+    denom, proj_on = empty(rows[0], x.dtype), empty(rows[0], x.dtype)
+    if x.size:
+        k.l2_rows_forward(x.reshape(rows), eps, out.reshape(rows), denom, proj_on)
+
+    def back(g):
+        dx = empty_like(out)
+        if dx.size:
+            k.l2_rows_backward(g.reshape(rows), out.reshape(rows), denom, proj_on, dx.reshape(rows))
+        return dx
+
+    return out, back
 
 
 def mean_heads(x):

@@ -452,7 +452,8 @@ def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
     x = tensor(x)
     slope = _check.real(negative_slope, "negative_slope")
     if x.on_device:
-        return _ad.via_host(leaky_relu, [x], slope)
+        out, back = _ad.leaky_relu(_ad.as_device(x.data), slope)
+        return _wrap(out, (x,), lambda g: (back(g),))
     factor = np.where(x.data > 0, 1.0, slope).astype(x.dtype)
     return _wrap(x.data * factor, (x,), lambda g: (g * factor,))
 
@@ -512,6 +513,9 @@ def dropout(x, p: float, rng: np.random.Generator, training: bool = True) -> Ten
 def l2_normalize(x, eps: float = 1e-12) -> Tensor:
     """Rows scaled to unit norm: ``y = x / max(‖x‖, eps)``; ``dX = (G − y (y·G)) / max(‖x‖, eps)``."""
     x = tensor(x)
+    if x.on_device and x.ndim >= 1:
+        out, back = _ad.l2_normalize(_ad.as_device(x.data), eps)
+        return _wrap(out, (x,), lambda g: (back(g),))
     if x.on_device:
         return _ad.via_host(l2_normalize, [x], eps)
     norm = np.sqrt((x.data.astype(np.float64) ** 2).sum(axis=-1, keepdims=True))

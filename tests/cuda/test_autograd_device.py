@@ -84,11 +84,14 @@ CASES = {
     "elu": (lambda a: ag.elu(a, 0.7), [((N, F), True)], (N, F)),
     "mean-heads": (lambda a: ag.mean(a, axis=1), [((N, H, F), True)], (N, F)),
     "reshape": (lambda a: ag.reshape(a, (N, -1)), [((N, H, F), True)], (N, H * F)),
-    # the operations without a device kernel of their own run through the host
     "leaky-relu": (lambda a: ag.leaky_relu(a, 0.1), [((N, F), True)], (N, F)),
+    "l2-normalize": (ag.l2_normalize, [((N, F), True)], (N, F)),
+    "l2-normalize-wide": (ag.l2_normalize, [((3, 70), True)], (3, 70)),  # three columns a lane
+    "l2-normalize-3d": (ag.l2_normalize, [((N, H, F), True)], (N, H, F)),
+    "l2-normalize-1d": (ag.l2_normalize, [((F,), True)], (F,)),
+    # the operations without a device kernel of their own run through the host
     "softmax": (ag.softmax, [((N, F), True)], (N, F)),
     "log-softmax": (ag.log_softmax, [((N, F), True)], (N, F)),
-    "l2-normalize": (ag.l2_normalize, [((N, F), True)], (N, F)),
     "concat": (lambda a, b: ag.concat([a, b], axis=1), [((N, F), True), ((N, 2), True)], (N, F + 2)),
     "mean-all": (ag.mean, [((N, F), True)], ()),
     "sum-rows": (lambda a: ag.sum(a, axis=0), [((N, F), True)], (F,)),
@@ -102,6 +105,31 @@ def test_op_matches_host(case, dtype, rng):
     fn, shapes, out_shape = CASES[case]
     inputs = [(rng.standard_normal(s), rg) for s, rg in shapes]
     check(fn, inputs, out_shape, rng, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_leaky_relu_and_l2_normalize_run_on_the_device(dtype, rng, monkeypatch):
+    """No host round trip (``via_host`` is not called); the edge rows as on the host: a zero row, a row of norm
+    below eps but not zero (the projection dropped), a NaN row, NaN and -0.0 through leaky_relu."""
+    from fastgnn import _autograd_device as _ad
+
+    def no_host(*a, **kw):
+        raise AssertionError("went through the host")
+
+    monkeypatch.setattr(_ad, "via_host", no_host)
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    x[1] = 0.0
+    x[2] = [3e-13, -2e-13, 0.0, 1e-13]  # a norm below eps, not zero: y != 0 and the projection is dropped
+    x[3, 2] = np.nan
+    x[4, :2] = [-0.0, 1e-30]
+    G = rng.standard_normal((5, 4)).astype(dtype)
+    for fn in (ag.l2_normalize, lambda a: ag.leaky_relu(a, 0.2)):
+        want, want_g = run(fn, [(x, True)], G, device=False)
+        got, got_g = run(fn, [(x, True)], G, device=True)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=0)
+        np.testing.assert_allclose(got_g[0], want_g[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+    leaky = ag.leaky_relu(ag.Tensor(upload(x)), 0.2).numpy()
+    np.testing.assert_array_equal(leaky, x * np.where(x > 0, 1.0, 0.2).astype(dtype))  # bit for bit
 
 
 def test_host_constant_meets_device_tensor(rng):

@@ -35,6 +35,7 @@ from numba import cuda, float64
 
 from .grid import grid2, launch2, shape1, shape2
 from .mathfn import mul_rn
+from .warp import SIM, scratch_size, warp_sum
 
 THREADS = 256  # threads per block of the flat kernels (tests lower it so tiny inputs span several blocks)
 TILE = (32, 8)  # (columns, rows) per block of the 2-d elementwise kernels
@@ -362,6 +363,73 @@ def _elu_forward(x, alpha, out, deriv):
         deriv[i] = x.dtype.type(1) if v > 0 else neg + alpha
 
 
+@cuda.jit(cache=True)
+def _leaky_forward(x, slope, out, deriv):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = x[i]
+        d = x.dtype.type(1) if v > 0 else slope
+        deriv[i] = d
+        out[i] = v * d
+
+
+_ROW_BLOCK = 32 if SIM else 128  # threads per block of the row kernels: a row per warp
+_ROW_SCRATCH = scratch_size(_ROW_BLOCK)
+
+
+@cuda.jit(device=True, inline=True)
+def _row_dot(a, b, r, lane, scratch, w):
+    """Σ_t a[r, t] b[r, t] in float64 over the warp's lanes (columns lane, lane + 32, ...), on every lane; 0 for
+    a row past the end. Every lane of the block calls it (the simulator's reductions are block-wide)."""
+    s = 0.0
+    if r < a.shape[0]:
+        for t in range(lane, a.shape[1], 32):
+            s += float64(a[r, t]) * float64(b[r, t])
+    return warp_sum(s, scratch, lane, w)
+
+
+@cuda.jit(cache=True)
+def _l2_rows_forward(x, eps, y, denom, proj_on):
+    """Warp ``r`` scales row ``r`` of ``x`` [R, F] by ``denom[r] = dtype(max(‖x_r‖, eps))`` (the norm summed in
+    float64); ``proj_on[r] = 0`` where the norm is below ``eps`` (the backward drops the projection), else 1."""
+    scratch = cuda.shared.array(_ROW_SCRATCH, float64)
+    r = cuda.grid(1) // 32
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    R, F = x.shape
+    s = _row_dot(x, x, r, lane, scratch, w)
+    if r < R:
+        norm = math.sqrt(s)
+        d = x.dtype.type(eps if norm < eps else norm)  # np.maximum: a NaN norm stays NaN
+        for t in range(lane, F, 32):
+            y[r, t] = x[r, t] / d
+        if lane == 0:
+            denom[r] = d
+            proj_on[r] = x.dtype.type(0) if norm < eps else x.dtype.type(1)
+
+
+@cuda.jit(cache=True)
+def _l2_rows_backward(g, y, denom, proj_on, dx):
+    """``dx_r = (g_r - y_r (y_r·g_r)) / denom[r]``, the dot summed in float64 and rounded to the dtype (0 where
+    ``proj_on[r]`` is 0); a warp per row."""
+    scratch = cuda.shared.array(_ROW_SCRATCH, float64)
+    r = cuda.grid(1) // 32
+    lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
+    R, F = y.shape
+    s = _row_dot(g, y, r, lane, scratch, w)
+    if r < R:
+        proj = y.dtype.type(s) if proj_on[r] != 0 else y.dtype.type(0)
+        d = denom[r]
+        for t in range(lane, F, 32):
+            dx[r, t] = (g[r, t] - y[r, t] * proj) / d
+
+
+def _launch_rows(kernel, rows, *args):
+    if rows:
+        kernel[-(-32 * rows // _ROW_BLOCK), _ROW_BLOCK](*args)
+
+
 def _launch1(kernel, n, *args):
     if n:
         kernel[_grid1(n)](*args)
@@ -400,6 +468,22 @@ def relu_backward(g, y, out):
 def elu_forward(x, alpha, out, deriv):
     """``out = x if x > 0 else alpha * expm1(x)``; ``deriv = 1 if x > 0 else alpha * expm1(x) + alpha`` (1-d)."""
     _launch1(_elu_forward, out.shape[0], x, out.dtype.type(alpha), out, deriv)
+
+
+def leaky_forward(x, slope, out, deriv):
+    """``deriv = 1 if x > 0 else dtype(slope)``, ``out = x * deriv`` (1-d; NaN gives NaN), bit for bit."""
+    _launch1(_leaky_forward, out.shape[0], x, out.dtype.type(slope), out, deriv)
+
+
+def l2_rows_forward(x, eps, y, denom, proj_on):
+    """Rows of ``x`` [R, F] to unit norm: ``y = x / denom``, ``denom`` [R] = ``max(‖x_r‖, eps)`` in the dtype,
+    ``proj_on`` [R] = 0 where ``‖x_r‖ < eps`` else 1 (for :func:`l2_rows_backward`)."""
+    _launch_rows(_l2_rows_forward, x.shape[0], x, float(eps), y, denom, proj_on)
+
+
+def l2_rows_backward(g, y, denom, proj_on, dx):
+    """``dx = (g - y (y·g) proj_on) / denom`` per row (the twin of ``fastgnn.autograd.l2_normalize``'s backward)."""
+    _launch_rows(_l2_rows_backward, y.shape[0], g, y, denom, proj_on, dx)
 
 
 # --------------------------------------------------------------------------- column sums
