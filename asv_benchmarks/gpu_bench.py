@@ -451,19 +451,19 @@ def kernel_timer():
 
         cls, meth = sim.FakeCUDAKernel, "__call__"
 
-        def kernel_of(self, args):  # a launch, not a device-function call from inside a kernel
+        def kernel_of(self):  # a launch, not a device-function call from inside a kernel
             return None if self._device or sim._kernel_context else self.fn
     else:
         from numba.cuda.dispatcher import CUDADispatcher
 
         cls, meth = CUDADispatcher, "call"
 
-        def kernel_of(self, args):
+        def kernel_of(self):
             return self.py_func
     orig = getattr(cls, meth)
 
     def timed(self, *args):
-        fn = kernel_of(self, args)
+        fn = kernel_of(self)
         if fn is None or not fn.__module__.startswith("fastgnn."):
             return orig(self, *args)
         cuda.synchronize()

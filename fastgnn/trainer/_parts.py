@@ -241,8 +241,10 @@ def _uniform_negatives(graph, anchors, k, rng, device=False):
     table = graph._cache[key]
     anchors = np.ascontiguousarray(anchors, np.int64)
     if not device:
-        out = np.full((anchors.size, k), -1, np.int64)
-        if table is not None and out.size:
+        if table is None:
+            return np.full((anchors.size, k), -1, np.int64)
+        out = np.empty((anchors.size, k), np.int64)  # every entry is drawn
+        if out.size:
             backend.kernels("word2vec", "cpu").noise_draws(*table, anchors, seed, out)
         return out
     arrays = backend.kernels("arrays", "cuda")

@@ -69,25 +69,11 @@ _WARP_SCRATCH = scratch_size(WARP_BLOCK)
 
 
 @cuda.jit(device=True, inline=True)
-def _wpair(A, i, X, j, D, na, cosine, lane, live, scratch, w):
-    d = 0.0
-    b2 = 0.0
-    if live:
-        for t in range(lane, D, 32):
-            b = X[j, t]
-            d += A[i, t] * b
-            b2 += b * b
-    d, b2 = warp_sum2(d, b2, scratch, lane, w)
-    den = 1.0
-    if cosine:
-        den = max(na * math.sqrt(b2), EPS)
-    return d / den, den, b2
-
-
-@cuda.jit(device=True, inline=True)
 def _wpair2(A, i, X, j1, j2, D, na, cosine, lane, live1, live2, scratch, w):
-    """:func:`_wpair` of rows ``j1`` and ``j2`` of ``X`` at once: their loads interleaved (twice the loads in
-    flight per lane) and their sums in two shuffle trees; each result has :func:`_wpair`'s bits."""
+    """``(s, den, ‖X_j‖²)`` for rows ``j1`` and ``j2`` of ``X`` against ``A[i]`` at once (``s`` the dot product over
+    ``den``: ``max(na ‖X_j‖, EPS)`` for cosine, else 1): their loads interleaved (twice the loads in flight per
+    lane), each row's lane partials (float32 products, float64 sums) added by a shuffle tree. A row that is not
+    live loads nothing and gives zeros; every lane of the warp calls it."""
     d1 = 0.0
     q1 = 0.0
     d2 = 0.0
@@ -156,7 +142,7 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
             na2 += A[i, t] * A[i, t]
     na2 = warp_sum(na2, scratch, lane, w)
     na = math.sqrt(na2)
-    s, den, b2 = _wpair(A, ii, P, ii, D, na, cosine, lane, active, scratch, w)
+    s, den, b2, _, _, _ = _wpair2(A, ii, P, ii, 0, D, na, cosine, lane, active, False, scratch, w)
     lead = active and lane == 0
     if lead:
         sbuf[i, 0] = s
