@@ -21,6 +21,10 @@ Cases (all by default):
               device-resident encoder vs the CPU backend vs the same model and loss in PyTorch CUDA
               (torch.sparse CSR propagation, fused Adam). fastgnn's epoch is the difference of fits of 1 and
               of several more epochs, so fit's fixed cost (feature checks, upload, device set-up) is apart
+    grace     one Trainer epoch of GRACE (the Trainer's default: two augmented views, their dropped-edge graphs
+              built on the device, 2-layer GCN 128 -> 256 -> 128, projection head, symmetric in-batch InfoNCE
+              over all N nodes, tau 0.4) on a 20k-node planted partition vs the CPU backend vs the same model
+              and loss in PyTorch CUDA (benchmarks/trainer.py:torch_grace)
     dispatch  what resolving the backend costs per call with a GPU present (target < 5 us)
 
 Times are medians of 5 timed batches (each batch at least ~0.2 s of calls, the device synchronised before
@@ -479,6 +483,47 @@ def kernel_timer():
     return times, lambda: setattr(cls, meth, orig)
 
 
+def per_epoch(tr, g, X, more):
+    """Seconds of one epoch and of fit's fixed cost: medians of fits that add 1 and ``more`` epochs to a trained
+    model (a fit validates and uploads the features and builds its device state once)."""
+    def fit(n):
+        _sync()
+        t = time.perf_counter()
+        tr.fit(g, epochs=tr.epoch + n, features=X)
+        _sync()
+        return time.perf_counter() - t
+
+    fit(1)  # compilation, graph caches
+    t1 = statistics.median([fit(1) for _ in range(1 if SMOKE else 3)])
+    tn = statistics.median([fit(more) for _ in range(1 if SMOKE else 2)])
+    epoch = max((tn - t1) / (more - 1), 0.0)
+    return epoch, max(t1 - epoch, 0.0)
+
+
+def kernel_table(case, tr, g, X):
+    """``--kernel-times``: each fastgnn kernel's share of a 2-epoch device fit, printed and as rows."""
+    times, restore = kernel_timer()
+    try:
+        tr.fit(g, epochs=tr.epoch + 2, features=X)
+    finally:
+        restore()
+    total = sum(s for _, s in times.values())
+    print(f"           kernel times of a 2-epoch device fit (each launch synchronised before and after; "
+          f"{total * 1e3:.1f} ms in {sum(n for n, _ in times.values())} launches):", flush=True)
+    for name, (n, sec) in sorted(times.items(), key=lambda kv: -kv[1][1])[:30]:
+        print(f"             {sec * 1e3:9.2f} ms {n:6d} x  {name}", flush=True)
+        row(case, f"kernel {name} (2 epochs)", sec, f"{n} launches", launches=n)
+
+
+def check_histories(cfg, g, X):
+    """The first two epochs' losses of fresh CUDA and CPU trainers (the same seed: the same draws)."""
+    from fastgnn.trainer import Trainer
+
+    h_dev = Trainer(backend="cuda", **cfg).fit(g, epochs=2, features=X)
+    h_cpu = Trainer(backend="cpu", **cfg).fit(g, epochs=2, features=X)
+    print(f"           check: epoch losses cuda {h_dev['loss']} vs cpu {h_cpu['loss']}", flush=True)
+
+
 def case_gcn(args):
     from fastgnn.datasets import planted_partition
     from fastgnn.trainer import Trainer
@@ -487,26 +532,11 @@ def case_gcn(args):
     g = planted_partition(n, size(200, 4), 10.0, 0.8, seed=0).graph
     X = np.random.default_rng(1).standard_normal((n, fin)).astype(np.float32)
     print(f"           graph: {g.num_nodes} nodes, {g.num_edges} edges, {fin} features", flush=True)
-    cfg = dict(positives="neighbors", dim=dim, hidden=hid, layers=2, num_negatives=K, lr=1e-3, seed=0)
+    cfg = dict(model="gcn", objectives=("infonce",), positives="neighbors", dim=dim, hidden=hid, layers=2,
+               num_negatives=K, lr=1e-3, seed=0)
 
-    def per_epoch(tr, more):
-        """Seconds of fit's fixed cost and of one epoch: medians of fits that add 1 and ``more`` epochs to a
-        trained model (a fit validates and uploads the features and builds its device state once)."""
-        def fit(n):
-            _sync()
-            t = time.perf_counter()
-            tr.fit(g, epochs=tr.epoch + n, features=X)
-            _sync()
-            return time.perf_counter() - t
-
-        fit(1)  # compilation, graph caches
-        t1 = statistics.median([fit(1) for _ in range(1 if SMOKE else 3)])
-        tn = statistics.median([fit(more) for _ in range(1 if SMOKE else 2)])
-        epoch = max((tn - t1) / (more - 1), 0.0)
-        return epoch, max(t1 - epoch, 0.0)
-
-    dev = Trainer("gcn", ("infonce",), backend="cuda", **cfg)
-    t_dev, setup_dev = per_epoch(dev, 6)
+    dev = Trainer(backend="cuda", **cfg)
+    t_dev, setup_dev = per_epoch(dev, g, X, 6)
     row("gcn", "fastgnn cuda Trainer epoch (device-resident)", t_dev, f"fit's fixed cost {setup_dev * 1e3:.1f} ms",
         setup_ms=setup_dev * 1e3)
     if not SMOKE:
@@ -524,29 +554,50 @@ def case_gcn(args):
         print("           profile of a 3-epoch device fit (host view; device work shows in the calls that wait):\n"
               + out.getvalue(), flush=True)
     if args.kernel_times:
-        times, restore = kernel_timer()
-        try:
-            dev.fit(g, epochs=dev.epoch + 2, features=X)
-        finally:
-            restore()
-        total = sum(s for _, s in times.values())
-        print(f"           kernel times of a 2-epoch device fit (each launch synchronised before and after; "
-              f"{total * 1e3:.1f} ms in {sum(n for n, _ in times.values())} launches):", flush=True)
-        for name, (n, sec) in sorted(times.items(), key=lambda kv: -kv[1][1])[:30]:
-            print(f"             {sec * 1e3:9.2f} ms {n:6d} x  {name}", flush=True)
-            row("gcn", f"kernel {name} (2 epochs)", sec, f"{n} launches", launches=n)
+        kernel_table("gcn", dev, g, X)
     torch = _torch()
     if torch is not None:
         t = _torch_gcn_epoch(torch, g, X, fin, hid, dim, K)
         row("gcn", "torch cuda GCN + InfoNCE epoch", t, f"fastgnn speed-up {t[0] / t_dev:.2f}x")
     if not args.no_cpu:
-        cpu = Trainer("gcn", ("infonce",), backend="cpu", **cfg)
-        t, setup = per_epoch(cpu, 3)
-        row("gcn", "fastgnn cpu Trainer epoch", t, f"fit's fixed cost {setup * 1e3:.1f} ms; cuda speed-up "
-            f"{t / max(t_dev, 1e-12):.1f}x", setup_ms=setup * 1e3)
-        h_dev = Trainer("gcn", ("infonce",), backend="cuda", **cfg).fit(g, epochs=2, features=X)
-        h_cpu = Trainer("gcn", ("infonce",), backend="cpu", **cfg).fit(g, epochs=2, features=X)
-        print(f"           check: epoch losses cuda {h_dev['loss']} vs cpu {h_cpu['loss']}", flush=True)
+        cpu_epoch("gcn", Trainer(backend="cpu", **cfg), g, X, t_dev)
+        check_histories(cfg, g, X)
+
+
+def cpu_epoch(case, tr, g, X, t_dev):
+    t, setup = per_epoch(tr, g, X, 3)
+    row(case, "fastgnn cpu Trainer epoch", t, f"fit's fixed cost {setup * 1e3:.1f} ms; cuda speed-up "
+        f"{t / max(t_dev, 1e-12):.1f}x", setup_ms=setup * 1e3)
+
+
+def case_grace(args):
+    """GRACE, the Trainer's default set-up: two views built on the device each epoch (feature masks, dropped
+    edges), 2-layer GCN, projection head, symmetric in-batch InfoNCE over all nodes (an N x N similarity)."""
+    from fastgnn.datasets import planted_partition
+    from fastgnn.trainer import Trainer
+
+    n, fin, hid, dim = size((20_000, 128, 256, 128), (40, 8, 8, 4))
+    g = planted_partition(n, size(20, 4), 10.0, 0.8, seed=0).graph
+    X = np.random.default_rng(1).standard_normal((n, fin)).astype(np.float32)
+    print(f"           graph: {g.num_nodes} nodes, {g.num_edges} edges, {fin} features", flush=True)
+    cfg = dict(model="gcn", objectives=("infonce",), positives="views", dim=dim, hidden=hid, layers=2, lr=5e-4,
+               temperature=0.4, seed=0)
+    dev = Trainer(backend="cuda", **cfg)
+    t_dev, setup_dev = per_epoch(dev, g, X, 6)
+    row("grace", "fastgnn cuda Trainer epoch (device-resident)", t_dev,
+        f"fit's fixed cost {setup_dev * 1e3:.1f} ms", setup_ms=setup_dev * 1e3)
+    if args.kernel_times:
+        kernel_table("grace", dev, g, X)
+    torch = _torch()
+    if torch is not None:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmarks.trainer import torch_grace
+
+        t = timeit(torch_grace(torch, g, X, hid, dim, device="cuda"), rounds=3, min_batch=0.5)
+        row("grace", "torch cuda GRACE epoch", t, f"fastgnn speed-up {t[0] / max(t_dev, 1e-12):.2f}x")
+    if not args.no_cpu:
+        cpu_epoch("grace", Trainer(backend="cpu", **cfg), g, X, t_dev)
+        check_histories(cfg, g, X)
 
 
 def _torch_gcn_epoch(torch, g, X, fin, hid, dim, K, dev="cuda"):
@@ -609,7 +660,7 @@ def case_dispatch(args):
 
 
 CASES = {"copy": case_copy, "dispatch": case_dispatch, "optim": case_optim, "infonce": case_infonce,
-         "miner": case_miner, "khop": case_khop, "skipgram": case_skipgram, "gcn": case_gcn}
+         "miner": case_miner, "khop": case_khop, "skipgram": case_skipgram, "gcn": case_gcn, "grace": case_grace}
 
 
 def main(argv=None):
@@ -622,7 +673,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, help="CPU threads of skipgram's CPU row (default: all cores)")
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--kernel-times", action="store_true",
-                    help="gcn: also time each kernel of a 2-epoch device fit (launches synchronised one by one)")
+                    help="gcn, grace: also time each kernel of a 2-epoch device fit (launches synchronised one "
+                         "by one)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:

@@ -4,12 +4,14 @@ A :class:`~fastgnn.autograd.Tensor` whose ``data`` is a device array keeps its f
 backward closures' saved arrays and its gradients on the device; the encoders of :mod:`fastgnn.nn`
 (GCN, GraphSAGE, GAT, Linear, ReLU/ELU, the GRACE projection head) then train without a host copy per
 step. The operations run the kernels of ``kernels/cuda/autograd.py`` (GEMM, elementwise including
-``leaky_relu``, row normalisation for ``l2_normalize``, column sums), ``kernels/cuda/sparse.py`` (CSR
-products, with the graph's arrays and scales uploaded once per graph) and ``kernels/cuda/gat.py``
-(attention). The operations without a device kernel of their own (``softmax``, ``log_softmax``,
-``concat``, ``mean``/``sum`` other than over the heads axis, ``embedding``, ``l2_normalize`` of a 0-d
-tensor) run through :func:`via_host`: their inputs are copied to the host, the
-host operation runs, and its result and, on backward, its gradients are copied back — correct, but one
+``leaky_relu``, row normalisation for ``l2_normalize``, column sums, ``sum``/``mean``/``softmax``/
+``log_softmax`` along one axis and ``concat``), ``kernels/cuda/sparse.py`` (CSR products, with the graph's
+arrays and scales on the device once per graph, or made there for a view built on the device) and
+``kernels/cuda/gat.py`` (attention); ``embedding`` gathers rows on the device and its backward gives a dense
+device gradient (the host gives a :class:`~fastgnn.autograd.RowSparseGrad`, which a device parameter
+densifies anyway). The operations without a device kernel of their own (``sum``/``mean`` over several axes
+at once; ``l2_normalize`` of a 0-d tensor) run through :func:`via_host`: their inputs are copied to the host,
+the host operation runs, and its result and, on backward, its gradients are copied back — correct, but one
 round trip each, which the built-in encoders never take.
 
 Mixed operands: a host array meeting a device tensor is uploaded (a constant, such as node features);
@@ -225,6 +227,100 @@ def mean_heads(x):
     return out, back
 
 
+def _pq(shape, axis):
+    """``(P, L, Q)``: the sizes before, along and after ``axis`` (an int already in range)."""
+    P = int(np.prod(shape[:axis], dtype=np.int64))
+    return P, int(shape[axis]), int(np.prod(shape[axis + 1:], dtype=np.int64))
+
+
+def reduce_axis(x, axis, mean):
+    """``x.sum(axis)`` or ``x.mean(axis)`` of a device array (float64 sums in axis order; ``axis`` None: all
+    entries), and its backward."""
+    shape = tuple(x.shape)
+    P, L, Q = (1, x.size, 1) if axis is None else _pq(shape, axis)
+    out_shape = () if axis is None else shape[:axis] + shape[axis + 1:]
+    div = float(L) if mean else 1.0
+    out = empty(out_shape, x.dtype)
+    if P * Q:
+        if L:
+            kernels().axis_reduce(x.reshape(P, L, Q), div, out.reshape(P, Q))
+        else:  # NumPy: an empty sum is 0, an empty mean NaN
+            _arrays().fill(out.reshape(-1), np.nan if mean else 0)
+
+    def back(g):
+        dx = empty(shape, x.dtype)
+        if dx.size:
+            kernels().axis_spread(g.reshape(P, Q), div, dx.reshape(P, L, Q))
+        return dx
+
+    return out, back
+
+
+def softmax(x, axis, log):
+    """(Log-)softmax of a device array along ``axis`` (in range), and its backward."""
+    P, L, Q = _pq(tuple(x.shape), axis)
+    y = empty_like(x)
+    if y.size:
+        kernels().axis_softmax(x.reshape(P, L, Q), log, y.reshape(P, L, Q))
+
+    def back(g):
+        dx = empty_like(y)
+        if dx.size:
+            kernels().axis_softmax_back(g.reshape(P, L, Q), y.reshape(P, L, Q), log, dx.reshape(P, L, Q))
+        return dx
+
+    return y, back
+
+
+def concat(xs, axis):
+    """``np.concatenate(xs, axis)`` of device arrays of one dtype and rank (``axis`` in range), and its backward
+    (the gradient split back)."""
+    shape = list(xs[0].shape)
+    sizes = [int(a.shape[axis]) for a in xs]
+    shape[axis] = sum(sizes)
+    out = empty(tuple(shape), xs[0].dtype)
+    P, T, Q = _pq(tuple(shape), axis)
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    k = kernels()
+    for a, L, off in zip(xs, sizes, offs):
+        if a.size:
+            k.copy_block(a.reshape(P, L, Q), out.reshape(P, T, Q), off, True)
+
+    def back(g):
+        parts = []
+        for a, L, off in zip(xs, sizes, offs):
+            d = empty(tuple(a.shape), a.dtype)
+            if d.size:
+                k.copy_block(d.reshape(P, L, Q), g.reshape(P, T, Q), off, False)
+            parts.append(d)
+        return tuple(parts)
+
+    return out, back
+
+
+def embedding(table, ids):
+    """``table[ids]`` of a device table [N, ...] and device int ids (any shape, checked in range), and its
+    backward: the dense table gradient, each row the sum of its ids' gradient rows in order of occurrence
+    (grouped by a stable radix sort: ``np.add.at``'s sums, bit for bit, with no atomics)."""
+    N = table.shape[0]
+    W = table.size // max(N, 1)
+    flat_ids = ids.reshape(ids.size)
+    B = flat_ids.shape[0]
+    out = empty(tuple(ids.shape) + tuple(table.shape[1:]), table.dtype)
+    if out.size:
+        kernels().gather_rows(table.reshape(N, W), flat_ids, out.reshape(B, W))
+
+    def back(g):
+        dense = empty(tuple(table.shape), table.dtype)
+        if dense.size:
+            a = _arrays()
+            keys, pos = a.sort_keys(flat_ids, bound=N)
+            kernels().grouped_row_sums(g.reshape(B, W), pos, a.key_starts(keys, N), dense.reshape(N, W))
+        return dense
+
+    return out, back
+
+
 def matmul(A, B, trans_a=False, trans_b=False):
     m = A.shape[1] if trans_a else A.shape[0]
     n = B.shape[0] if trans_b else B.shape[1]
@@ -241,19 +337,11 @@ def scale_columns(X, s):
 
 
 # ---------------------------------------------------------------------------- sparse products
-def graph_vector(graph, name, host):
-    """A per-node vector of ``graph`` (degree scales) on the device, uploaded once per graph and dtype."""
-    key = ("device_vector", name, np.dtype(host.dtype).str)
-    if key not in graph._cache:
-        graph._cache[key] = upload(host)
-    return graph._cache[key]
-
-
 def spmm_scaled(graph, X, r, c):
     """``diag(r) A diag(c) X`` on the device for ``[N, D]`` device ``X`` (``r``, ``c`` device vectors)."""
     indptr, indices, w = graph.device_arrays()
     out = empty_like(X)
-    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, w, graph.weights is not None, 1, r, c, X, out)
+    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, w, graph._weighted, 1, r, c, X, out)
     return out
 
 

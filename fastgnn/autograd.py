@@ -472,11 +472,21 @@ def elu(x, alpha: float = 1.0) -> Tensor:
     return _wrap(out, (x,), lambda g: (g * deriv,))
 
 
+def _device_axis(axis, ndim):
+    """``axis`` as an index in ``range(ndim)`` (negative counts from the end), for the device kernels."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis: expected an integer, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis: {axis} is out of range for a tensor of {ndim} dimensions")
+    return int(axis) % ndim
+
+
 def softmax(x, axis: int = -1) -> Tensor:
     """Row softmax (max-shifted): ``dX = Y ⊙ (G − Σ G⊙Y)``."""
     x = tensor(x)
     if x.on_device:
-        return _ad.via_host(softmax, [x], axis)
+        y, back = _ad.softmax(_ad.as_device(x.data), _device_axis(axis, x.ndim), log=False)
+        return _wrap(y, (x,), lambda g: (back(g),))
     z = x.data - x.data.max(axis=axis, keepdims=True)
     e = np.exp(z)
     y = e / e.sum(axis=axis, keepdims=True)
@@ -487,7 +497,8 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     """``x − logsumexp(x)`` per row: ``dX = G − softmax(x) Σ G``."""
     x = tensor(x)
     if x.on_device:
-        return _ad.via_host(log_softmax, [x], axis)
+        y, back = _ad.softmax(_ad.as_device(x.data), _device_axis(axis, x.ndim), log=True)
+        return _wrap(y, (x,), lambda g: (back(g),))
     z = x.data - x.data.max(axis=axis, keepdims=True)
     lse = np.log(np.exp(z).sum(axis=axis, keepdims=True))
     out = z - lse
@@ -536,7 +547,15 @@ def concat(tensors, axis: int = -1) -> Tensor:
     if not ts:
         raise ValueError("tensors: need at least one tensor to concatenate")
     if any(t.on_device for t in ts):
-        return _ad.via_host(lambda *hs: concat(hs, axis), ts)
+        dev = next(t for t in ts if t.on_device)
+        if any(t.ndim != dev.ndim or (t.on_device and t.dtype != dev.dtype) for t in ts):
+            raise ValueError(f"tensors: expected tensors of one rank (and one dtype on the device), got shapes "
+                             f"{[t.shape for t in ts]} and dtypes {[str(t.dtype) for t in ts]}")
+        ax = _device_axis(axis, dev.ndim)
+        if any(t.shape[:ax] + t.shape[ax + 1:] != dev.shape[:ax] + dev.shape[ax + 1:] for t in ts):
+            raise ValueError(f"tensors: shapes {[t.shape for t in ts]} differ off axis {axis}")
+        out, back = _ad.concat([_ad.as_device(t.data, dev.dtype) for t in ts], ax)
+        return _wrap(out, tuple(ts), back)
     sizes = np.cumsum([t.shape[axis] for t in ts])[:-1]
     return _wrap(np.concatenate([t.data for t in ts], axis=axis), tuple(ts),
                  lambda g: tuple(np.split(g, sizes, axis=axis)))
@@ -549,7 +568,11 @@ def mean(x, axis=None) -> Tensor:
         if x.ndim == 3 and axis in (1, -2):  # GAT's mean over heads
             out, back = _ad.mean_heads(_ad.as_device(x.data))
             return _wrap(out, (x,), lambda g: (back(g),))
-        return _ad.via_host(mean, [x], axis)
+        if axis is not None and not isinstance(axis, (int, np.integer)):  # several axes: through the host
+            return _ad.via_host(mean, [x], axis)
+        out, back = _ad.reduce_axis(_ad.as_device(x.data), None if axis is None else _device_axis(axis, x.ndim),
+                                    mean=True)
+        return _wrap(out, (x,), lambda g: (back(g),))
     out = x.data.mean(axis=axis)
     count = x.data.size if axis is None else x.shape[axis]
 
@@ -565,7 +588,11 @@ def mean(x, axis=None) -> Tensor:
 def sum(x, axis=None) -> Tensor:  # noqa: A001 - mirrors numpy
     x = tensor(x)
     if x.on_device:
-        return _ad.via_host(sum, [x], axis)
+        if axis is not None and not isinstance(axis, (int, np.integer)):  # several axes: through the host
+            return _ad.via_host(sum, [x], axis)
+        out, back = _ad.reduce_axis(_ad.as_device(x.data), None if axis is None else _device_axis(axis, x.ndim),
+                                    mean=False)
+        return _wrap(out, (x,), lambda g: (back(g),))
 
     def back(g):
         g = np.asarray(g, x.dtype)
@@ -609,20 +636,18 @@ def spmm(graph: Graph, x, norm: str | None = None) -> Tensor:
     _check.choice(norm, "norm", (None, "sym", "rw"))
     if x.shape[0] != graph.num_nodes:
         raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
+    gt = graph.transpose()
+    if x.on_device:
+        dr, dc = graph._device_scales(norm, x.dtype)
+        xd = _as_2d(_ad.as_device(x.data))
+        out = _ad.spmm_scaled(graph, xd, dr, dc).reshape(x.shape)
+        return _wrap(out, (x,), lambda g: (_ad.spmm_scaled(gt, _as_2d(g), dc, dr).reshape(x.shape),))
     if norm is None:
         r = c = None
     else:
         r, c = graph.norm_scales(norm, x.dtype)
         if norm == "rw":
             c = None
-    gt = graph.transpose()
-    if x.on_device:
-        ones = np.ones(graph.num_nodes, x.dtype)
-        dr = _ad.graph_vector(graph, ("row", norm), ones if r is None else r)
-        dc = _ad.graph_vector(graph, ("col", norm), ones if c is None else c)
-        xd = _as_2d(_ad.as_device(x.data))
-        out = _ad.spmm_scaled(graph, xd, dr, dc).reshape(x.shape)
-        return _wrap(out, (x,), lambda g: (_ad.spmm_scaled(gt, _as_2d(g), dc, dr).reshape(x.shape),))
     xd = _as_2d(x.data)
     out = spmm_scaled(graph, xd, r, c).reshape(x.shape)
 
@@ -632,24 +657,14 @@ def spmm(graph: Graph, x, norm: str | None = None) -> Tensor:
     return _wrap(out, (x,), back)
 
 
-def _gcn_scale(graph, dtype):
-    key = ("gcn_scale", np.dtype(dtype).str)
-    if key not in graph._cache:
-        deg = graph.degrees(weighted=True).astype(np.float64) + 1.0
-        graph._cache[key] = (deg ** -0.5).astype(dtype)
-    return graph._cache[key]
-
-
 def gcn_propagate(graph: Graph, x) -> Tensor:
     """Kipf & Welling's ``D̃^-1/2 (A + I) D̃^-1/2 X`` with ``D̃ = D + I``, as one op over the compiled kernel."""
     graph = _check_graph(graph)
     x = tensor(x)
     if x.shape[0] != graph.num_nodes:
         raise ValueError(f"x: expected {graph.num_nodes} rows (graph.num_nodes), got {x.shape[0]}")
-    r = _gcn_scale(graph, x.dtype)
-    r2 = r * r
     if x.on_device:
-        dr, dr2 = _ad.graph_vector(graph, "gcn", r), _ad.graph_vector(graph, "gcn2", r2)
+        dr, dr2 = graph._device_scales("gcn", x.dtype)
         gt = graph.transpose()
         xd = _as_2d(_ad.as_device(x.data))
         out = _ad.add_scaled_rows(_ad.spmm_scaled(graph, xd, dr, dr), dr2, xd)
@@ -659,6 +674,8 @@ def gcn_propagate(graph: Graph, x) -> Tensor:
             return (_ad.add_scaled_rows(_ad.spmm_scaled(gt, gd, dr, dr), dr2, gd).reshape(x.shape),)
 
         return _wrap(out.reshape(x.shape), (x,), back_device)
+    r = graph.gcn_scale(x.dtype)
+    r2 = r * r
     add_self = backend.kernels("sparse", "cpu").add_scaled_rows
     xd = _as_2d(x.data)
     out = spmm_scaled(graph, xd, r, r)
@@ -740,11 +757,10 @@ def gat_aggregate(graph: Graph, h, att_src, att_dst, negative_slope: float = 0.2
 
 
 def _gat_device(graph, h, att_src, att_dst, slope):
-    """:func:`gat_aggregate` on the device (``kernels/cuda/gat.py``); the self-loop CSR is uploaded once."""
+    """:func:`gat_aggregate` on the device (``kernels/cuda/gat.py``); the self-loop CSR is made on the device once
+    per graph (:meth:`Graph._device_self_loops`)."""
     k = backend.kernels("gat", "cuda")
-    if "device_self_loops" not in graph._cache:
-        graph._cache["device_self_loops"] = [_ad.upload(a) for a in graph.with_self_loops()] + [None]
-    cached = graph._cache["device_self_loops"]
+    cached = graph._device_self_loops()
     indptr, cols = cached[0], cached[1]
     dtype = h.dtype if h.on_device else att_src.dtype if att_src.on_device else att_dst.dtype
     H, As, Ad = (_ad.as_device(t.data, dtype) for t in (h, att_src, att_dst))
@@ -761,8 +777,12 @@ def _gat_device(graph, h, att_src, att_dst, slope):
 def embedding(table, ids) -> Tensor:
     """Rows ``table[ids]``; the table's gradient is row-sparse (:class:`RowSparseGrad`)."""
     table = tensor(table)
-    if table.on_device:  # gathered on the host: one round trip (see fastgnn/_autograd_device.py)
-        return _ad.via_host(embedding, [table], _ad.to_host(ids))
+    if table.on_device:  # gathered on the device; the gradient is dense there (see fastgnn/_autograd_device.py)
+        inp = _check.DeviceInputs()
+        d = inp.ids(ids, "ids", upper=table.shape[0], ndim=None, what=f"table with {table.shape[0]} rows")
+        inp.checks.run()
+        out, back = _ad.embedding(_ad.as_device(table.data), d)
+        return _wrap(out, (table,), lambda g: (back(g),))
     ids = _check.index_array(ids, "ids", upper=table.shape[0], ndim=None, what=f"table with {table.shape[0]} rows")
     shape = table.shape
 

@@ -365,7 +365,7 @@ class Graph:
             inv = np.zeros_like(deg)
             pos = deg > 0
             if norm == "sym":
-                inv[pos] = deg[pos] ** -0.5
+                inv[pos] = 1.0 / np.sqrt(deg[pos])  # correctly rounded, as on the device
                 r = c = inv.astype(dtype)
             elif norm == "rw":
                 inv[pos] = 1.0 / deg[pos]
@@ -433,6 +433,30 @@ class Graph:
         out._cache = {}
         return out
 
+    def _drop_edges(self, p, seed, device=False) -> "Graph":
+        """The graph without the edges that ``uniform(seed, e, 0) < p`` drops (edges numbered as :meth:`edges`
+        lists them). With ``device`` and an edge plan the copy is built on the CUDA device (a
+        :class:`_DeviceGraph`: the same arcs in the same order, nothing copied either way)."""
+        plan = self._edge_plan()
+        if plan is not None and device:
+            from numba import cuda
+
+            if "device_edge_plan" not in self._cache:
+                self._cache["device_edge_plan"] = tuple(cuda.to_device(np.ascontiguousarray(a)) for a in plan)
+            out = _backend.kernels("graph", "cuda").drop_edges(*self.device_arrays(), self._weighted,
+                                                                *self._cache["device_edge_plan"], seed, p)
+            return _DeviceGraph(*out, self._weighted, self.directed)
+        k = _backend.kernels("graph", "cpu")
+        if plan is not None:  # sorted rows, no self-loops, symmetric arcs: filter the CSR arrays directly
+            keep = np.empty(plan[1].size, np.bool_)
+            k.edge_keeps(np.uint64(seed), float(p), keep)
+            return self._keep_edges(keep)
+        src, dst, w = self.edges()
+        keep = np.empty(src.size, np.bool_)
+        k.edge_keeps(np.uint64(seed), float(p), keep)
+        return Graph.from_edges(src[keep], dst[keep], num_nodes=self.num_nodes,
+                                weights=None if self.weights is None else w[keep], symmetrize=not self.directed)
+
     def device_arrays(self):
         """``(indptr, indices, weights)`` on the current CUDA device, copied once and cached."""
         if "device" not in self._cache:
@@ -442,6 +466,127 @@ class Graph:
             self._cache["device"] = (cuda.to_device(np.array(self.indptr)), cuda.to_device(np.array(self.indices)),
                                      cuda.to_device(np.array(w)))
         return self._cache["device"]
+
+    @property
+    def _weighted(self) -> bool:
+        return self.weights is not None
+
+    def gcn_scale(self, dtype=np.float32):
+        """Kipf & Welling's ``(d + 1)^-1/2`` per node (weighted degrees, the self-loop added), of ``dtype``; cached."""
+        key = ("gcn_scale", np.dtype(dtype).str)
+        if key not in self._cache:
+            deg = self.degrees(weighted=True).astype(np.float64) + 1.0
+            self._cache[key] = _readonly((1.0 / np.sqrt(deg)).astype(dtype))  # correctly rounded, as on the device
+        return self._cache[key]
+
+    def _device_scales(self, norm, dtype):
+        """``(row, col)`` device vectors of ``dtype`` for the normalised products on the device: ``norm`` None gives
+        ones, "sym" ``(d^-1/2, d^-1/2)``, "rw" ``(1/d, ones)``, "gcn" ``((d+1)^-1/2, (d+1)^-1)`` (the second scales
+        the self-loop). Copied from the host vectors once per graph and dtype."""
+        key = ("device_norm", norm, np.dtype(dtype).str)
+        if key not in self._cache:
+            from numba import cuda
+
+            if norm == "gcn":
+                r = self.gcn_scale(dtype)
+                pair = (r, r * r)
+            elif norm is None:
+                pair = (np.ones(self.num_nodes, dtype),) * 2
+            else:
+                pair = self.norm_scales(norm, dtype)
+            self._cache[key] = tuple(cuda.to_device(np.ascontiguousarray(v)) for v in pair)
+        return self._cache[key]
+
+    def _device_self_loops(self):
+        """``[indptr, cols, None]`` of :meth:`with_self_loops` on the device, copied once; GAT's backward keeps the
+        arcs grouped by column in the last slot."""
+        if "device_self_loops" not in self._cache:
+            from numba import cuda
+
+            self._cache["device_self_loops"] = [cuda.to_device(np.array(a)) for a in self.with_self_loops()] + [None]
+        return self._cache["device_self_loops"]
+
+
+
+class _DeviceGraph(Graph):
+    """A :class:`Graph` whose CSR arrays were built on the CUDA device (GRACE's dropped-edge views).
+
+    The device products read :meth:`device_arrays`, :meth:`_device_scales`, :meth:`_device_self_loops` and
+    :meth:`transpose`, all made on the device. ``indptr``, ``indices`` and ``weights`` are copied to the host
+    only when something reads them (once); ``num_arcs`` reads back one integer. ``indices`` on the device has
+    the parent's capacity: entries past ``indptr[N]`` are -1 (padding that the radix sort drops)."""
+
+    __slots__ = ("_dev", "_n", "_has_w", "_host")
+
+    def __init__(self, indptr, indices, weights, has_weights, directed):
+        self._dev = (indptr, indices, weights)
+        self._n = int(indptr.shape[0]) - 1
+        self._has_w = bool(has_weights)
+        self._host = None
+        self.directed = bool(directed)
+        self._cache = {}
+
+    def _host_arrays(self):
+        if self._host is None:
+            indptr = self._dev[0].copy_to_host()
+            q = int(indptr[-1])
+            indices = self._dev[1][:q].copy_to_host()
+            weights = self._dev[2][:q].copy_to_host() if self._has_w else None
+            self._host = (_readonly(indptr), _readonly(indices), _readonly(weights))
+        return self._host
+
+    indptr = property(lambda self: self._host_arrays()[0])
+    indices = property(lambda self: self._host_arrays()[1])
+    weights = property(lambda self: self._host_arrays()[2])
+
+    @property
+    def num_nodes(self) -> int:
+        return self._n
+
+    @property
+    def num_arcs(self) -> int:
+        if self._host is None and "num_arcs" not in self._cache:
+            self._cache["num_arcs"] = int(self._dev[0][self._n:].copy_to_host()[0])
+        return int(self._host[1].size) if self._host is not None else self._cache["num_arcs"]
+
+    @property
+    def _weighted(self) -> bool:
+        return self._has_w
+
+    def device_arrays(self):
+        return self._dev
+
+    def _device_scales(self, norm, dtype):
+        key = ("device_norm", norm, np.dtype(dtype).str)
+        if key not in self._cache:
+            arrays = _backend.kernels("arrays", "cuda")
+            ones = arrays.full(self._n, 1, np.dtype(dtype)) if norm in (None, "rw") else None
+            if norm is None:
+                pair = (ones, ones)
+            else:
+                r, r2 = _backend.kernels("graph", "cuda").degree_scales(self._dev[0], self._dev[2], self._has_w,
+                                                                        norm, np.dtype(dtype))
+                pair = (r, r2) if norm == "gcn" else (r, r) if norm == "sym" else (r, ones)
+            self._cache[key] = pair
+        return self._cache[key]
+
+    def _device_self_loops(self):
+        if "device_self_loops" not in self._cache:
+            self._cache["device_self_loops"] = [*_backend.kernels("graph", "cuda").self_loops(*self._dev[:2]), None]
+        return self._cache["device_self_loops"]
+
+    def transpose(self) -> "Graph":
+        """Itself when undirected; else the reversed arcs, grouped on the device (a stable radix sort)."""
+        if not self.directed:
+            return self
+        if "transpose" not in self._cache:
+            indptr, indices, w = self._dev
+            arrays = _backend.kernels("arrays", "cuda")
+            tindptr, tarcs, rows = _backend.kernels("graph", "cuda").arcs_by_column(indptr, indices)
+            tw = arrays.take(w, tarcs) if self._has_w else w
+            self._cache["transpose"] = _DeviceGraph(tindptr, arrays.take(rows, tarcs, indices.dtype), tw,
+                                                    self._has_w, True)
+        return self._cache["transpose"]
 
 
 def _has_duplicates(row, col, n) -> bool:
@@ -565,18 +710,14 @@ def _spmm_cuda(graph, X, norm, out):
             raise ValueError(f"X: expected a 2-d device array with {n} rows, got shape {dX.shape}")
     else:
         dX = cuda.to_device(X)
-    has_w, mode, r, c = _kernel_args(graph, norm, dX.dtype)
+    mode = 0 if norm is None else 1 if norm == "sym" else 2  # _kernel_args's modes
     indptr, indices, w = graph.device_arrays()
-    key = ("device_scales", norm, np.dtype(dX.dtype).str)
-    if key not in graph._cache:
-        graph._cache[key] = (cuda.to_device(np.array(r if r.size else np.ones(1, np.float32))),
-                             cuda.to_device(np.array(c if c.size else np.ones(1, np.float32))))
-    dr, dc = graph._cache[key]
+    dr, dc = graph._device_scales(norm, dX.dtype)
     if out is not None:
         dout = _check.device_array(out, "out")
         if tuple(dout.shape) != tuple(dX.shape) or dout.dtype != dX.dtype:
             raise ValueError(f"out: expected a device array of shape {tuple(dX.shape)} and dtype {dX.dtype}")
     else:
         dout = cuda.device_array(dX.shape, dtype=dX.dtype)
-    k.launch_spmm(indptr, indices, w, has_w, mode, dr, dc, dX, dout)
+    k.launch_spmm(indptr, indices, w, graph._weighted, mode, dr, dc, dX, dout)
     return dout

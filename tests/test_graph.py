@@ -223,3 +223,84 @@ def test_edge_plan_refuses_graphs_from_edges_would_change():
 
     out = drop_edges(g, 0.5, np.random.default_rng(0))
     assert out.num_nodes == 3 and np.all(np.diff(out.indices[out.indptr[0]:out.indptr[1]]) > 0)
+
+
+def _random_graph(rng, n, e, directed, weighted):
+    src, dst = rng.integers(0, n - 1, e), rng.integers(0, n - 1, e)  # the last node is isolated
+    w = rng.random(e) + 0.1 if weighted else None
+    return Graph.from_edges(src, dst, num_nodes=n, weights=w, symmetrize=not directed)
+
+
+@pytest.mark.parametrize("directed", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("p", [0.3, 0.9, 1.0])
+def test_drop_edges_keeps_the_hashed_edges(rng, directed, weighted, p):
+    from fastgnn import backend
+    from fastgnn.trainer import drop_edges
+    from tests.reference_rng import uniform_array
+
+    g = _random_graph(rng, 60, 300, directed, weighted)
+    s, d, w = g.edges()
+    for seed in (0, 12345, 2**62 - 1):
+        keep = uniform_array(seed, np.arange(s.size), 0) >= p
+        k = np.empty(s.size, bool)
+        backend.kernels("graph", "cpu").edge_keeps(np.uint64(seed), p, k)
+        np.testing.assert_array_equal(k, keep)
+        got = g._drop_edges(p, seed)
+        want = Graph.from_edges(s[keep], d[keep], num_nodes=60, weights=w[keep] if weighted else None,
+                                symmetrize=not directed)
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        if weighted:
+            np.testing.assert_array_equal(got.weights, want.weights)
+    # the trainer's call: one seed from the generator, the same draw on every call
+    a, b = drop_edges(g, p, np.random.default_rng(5)), drop_edges(g, p, np.random.default_rng(5))
+    want = g._drop_edges(p, int(np.random.default_rng(5).integers(0, 2**62)))
+    np.testing.assert_array_equal(a.indices, want.indices)
+    np.testing.assert_array_equal(b.indptr, want.indptr)
+    assert (a.num_edges == 0) == (p == 1.0)
+
+
+def test_edge_keeps_is_the_same_at_any_thread_count():
+    import numba
+
+    from fastgnn import backend
+
+    k = backend.kernels("graph", "cpu").edge_keeps
+    out = [np.empty(10_001, bool) for _ in range(2)]
+    before = numba.get_num_threads()
+    try:
+        k(np.uint64(7), 0.4, out[0])
+        numba.set_num_threads(1)
+        k(np.uint64(7), 0.4, out[1])
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert abs(out[0].mean() - 0.6) < 0.02  # keeps 1 - p of the edges
+
+
+def test_drop_edges_without_a_plan_uses_the_same_draws(rng):
+    from tests.reference_rng import uniform_array
+
+    g = Graph([0, 2, 3, 4], [2, 1, 0, 0])  # an unsorted row: no edge plan, the from_edges path
+    assert g._edge_plan() is None
+    s, d, _ = g.edges()
+    for seed in range(6):
+        keep = uniform_array(seed, np.arange(s.size), 0) >= 0.5
+        got = g._drop_edges(0.5, seed)
+        want = Graph.from_edges(s[keep], d[keep], num_nodes=3)
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_scales_are_correctly_rounded(rng, weighted):
+    g = _random_graph(rng, 40, 150, False, weighted)
+    deg = g.degrees(weighted=True).astype(np.float64)
+    for dtype in (np.float32, np.float64):
+        want = np.zeros(40)
+        want[deg > 0] = 1.0 / np.sqrt(deg[deg > 0])
+        r, c = g.norm_scales("sym", dtype)
+        np.testing.assert_array_equal(r, want.astype(dtype))
+        np.testing.assert_array_equal(g.gcn_scale(dtype), (1.0 / np.sqrt(deg + 1.0)).astype(dtype))
+        np.testing.assert_allclose(g.gcn_scale(dtype), (deg + 1.0) ** -0.5, rtol=1e-6)

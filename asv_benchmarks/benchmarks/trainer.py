@@ -61,8 +61,63 @@ class GraceEpochFastgnn:
         self.tr.fit(self.graph, epochs=self.epochs, features=self.X)
 
 
+def torch_grace(torch, graph, X, hidden, dim, device="cpu"):
+    """The peer of ``Trainer("gcn", positives="views")`` in PyTorch: returns ``epoch()``, one step of a 2-layer
+    GCN (hidden → dim, ReLU) on two views (feature masks 0.3 / 0.4, edge drops 0.2 / 0.4, drawn each epoch with
+    Â rebuilt), the projection head (Linear → ELU → Linear), symmetric in-batch InfoNCE (τ 0.4) and Adam
+    (lr 5e-4, coupled weight decay 1e-5). ``X``: a scipy sparse matrix (a sparse first layer) or a dense array."""
+    import scipy.sparse as sp
+
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    n = graph.num_nodes
+    src, dst, _ = graph.edges()
+    src, dst = (torch.as_tensor(a.astype(np.int64), device=device) for a in (src, dst))
+    if sp.issparse(X):
+        Xc = X.tocoo()
+        x = torch.sparse_coo_tensor(np.vstack([Xc.row, Xc.col]), Xc.data, Xc.shape).coalesce().to(device)
+    else:
+        x = torch.as_tensor(np.asarray(X, np.float32), device=device)
+    W1 = torch.nn.Linear(X.shape[1], hidden, bias=False).to(device)
+    b1 = torch.nn.Parameter(torch.zeros(hidden, device=device))
+    W2 = torch.nn.Linear(hidden, dim, bias=False).to(device)
+    b2 = torch.nn.Parameter(torch.zeros(dim, device=device))
+    p1, p2 = torch.nn.Linear(dim, dim).to(device), torch.nn.Linear(dim, dim).to(device)
+    params = [*W1.parameters(), b1, *W2.parameters(), b2, *p1.parameters(), *p2.parameters()]
+    opt = torch.optim.Adam(params, lr=5e-4, weight_decay=1e-5)
+    nodes = torch.arange(n, device=device)
+
+    def adj(p):
+        keep = torch.rand(src.numel(), device=device) >= p
+        s, t = src[keep], dst[keep]
+        rows, cols = torch.cat([s, t, nodes]), torch.cat([t, s, nodes])
+        r = torch.bincount(rows, minlength=n).float().pow(-0.5)
+        vals = r[rows] * r[cols]
+        return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n)).coalesce().to_sparse_csr()
+
+    def encode(A, pm):
+        keep = (torch.rand(x.shape[1], device=device) >= pm).float()
+        w = W1.weight.t() * keep[:, None]
+        h = torch.relu(A @ (torch.sparse.mm(x, w) if x.is_sparse else x @ w) + b1)
+        z = A @ W2(h) + b2
+        return p2(F.elu(p1(z)))
+
+    def epoch():
+        opt.zero_grad()
+        h1 = F.normalize(encode(adj(0.2), 0.3), dim=1)
+        h2 = F.normalize(encode(adj(0.4), 0.4), dim=1)
+        logits = h1 @ h2.t() / 0.4
+        target = torch.arange(n, device=device)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        loss.backward()
+        opt.step()
+        return loss
+
+    return epoch
+
+
 class GraceEpochTorch:
-    """Peer: the same model, augmentations and loss in PyTorch (CPU), one epoch."""
+    """Peer: the same model, augmentations and loss in PyTorch (CPU), one epoch (:func:`torch_grace`)."""
 
     params = [WIDTHS]
     param_names = ["widths"]
@@ -70,54 +125,9 @@ class GraceEpochTorch:
 
     def setup(self, widths):
         torch = require("torch")
-        self.torch = torch
         graph, X = _data()
-        torch.manual_seed(0)
-        self.n = graph.num_nodes
-        src, dst, _ = graph.edges()
-        self.src, self.dst = torch.from_numpy(src.astype(np.int64)), torch.from_numpy(dst.astype(np.int64))
-        Xc = X.tocoo()
-        self.X = torch.sparse_coo_tensor(np.vstack([Xc.row, Xc.col]), Xc.data, Xc.shape).coalesce()
-        h, d = _widths(widths)
-        fin = X.shape[1]
-        self.W1 = torch.nn.Linear(fin, h, bias=False)
-        self.b1 = torch.nn.Parameter(torch.zeros(h))
-        self.W2 = torch.nn.Linear(h, d, bias=False)
-        self.b2 = torch.nn.Parameter(torch.zeros(d))
-        self.p1 = torch.nn.Linear(d, d)
-        self.p2 = torch.nn.Linear(d, d)
-        params = [*self.W1.parameters(), self.b1, *self.W2.parameters(), self.b2, *self.p1.parameters(),
-                  *self.p2.parameters()]
-        self.opt = torch.optim.Adam(params, lr=5e-4, weight_decay=1e-5)
-        self.time_epoch(widths)
-
-    def _adj(self, p):
-        torch = self.torch
-        keep = torch.rand(self.src.numel()) >= p
-        s, t = self.src[keep], self.dst[keep]
-        rows = torch.cat([s, t, torch.arange(self.n)])
-        cols = torch.cat([t, s, torch.arange(self.n)])
-        deg = torch.bincount(rows, minlength=self.n).float()
-        r = deg.pow(-0.5)
-        vals = r[rows] * r[cols]
-        return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (self.n, self.n)).coalesce().to_sparse_csr()
-
-    def _encode(self, A, pm):
-        torch = self.torch
-        keep = (torch.rand(self.X.shape[1]) >= pm).float()
-        h = torch.sparse.mm(self.X, self.W1.weight.t() * keep[:, None])
-        h = torch.relu(A @ h + self.b1)
-        z = A @ self.W2(h) + self.b2
-        return self.p2(torch.nn.functional.elu(self.p1(z)))
+        self.epoch = torch_grace(torch, graph, X, *_widths(widths))
+        self.epoch()
 
     def time_epoch(self, widths):
-        torch = self.torch
-        F = torch.nn.functional
-        self.opt.zero_grad()
-        h1 = F.normalize(self._encode(self._adj(0.2), 0.3), dim=1)
-        h2 = F.normalize(self._encode(self._adj(0.4), 0.4), dim=1)
-        logits = h1 @ h2.t() / 0.4
-        target = torch.arange(self.n)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-        loss.backward()
-        self.opt.step()
+        self.epoch()

@@ -6,9 +6,9 @@ on that table, sums their weighted gradients on the device (:func:`fastgnn.losse
 device table. What crosses per epoch, besides kernel arguments:
 
 * **to the device**: index arrays drawn on the host with the CPU path's RNG calls (so both backends draw the same
-  indices): the anchors and their positives (one int64 array ``[2B]``; the anchors ``[B]`` once more for the
-  uniform negatives, which the device draws itself with the twin of the CPU path's counter-based kernel, and with
-  a curriculum's difficulty threshold for the filter), InfoNCE's negative ids ``[B, K]`` only when a miner
+  indices): the anchors and their positives (two int64 arrays ``[B]``, each copied once: the anchors serve the
+  uniform negatives, which the device draws itself with the twin of the CPU path's counter-based kernel, InfoNCE,
+  a built-in miner and a curriculum's difficulty filter), InfoNCE's negative ids ``[B, K]`` only when a miner
   supplies some of them, ``local``'s random pairs ``[m', 2]``; and the small status vectors of the device value
   scans;
 * **to the host**: each loss value, the scans' status (NaN/inf in the table, id ranges), the two counts of
@@ -71,14 +71,22 @@ class DeviceTable:
         self.stale = False  # True while the device table is newer than the host one
         self._buffers = {}
         self._nodes = None  # iota(N) on the device, the row list of the gradient scatter
+        self._anchors = None  # (the epoch's host anchors, their device copy)
 
     @classmethod
     def over(cls, table):
         """The objectives' bookkeeping over a device array ``[N, D]`` that is not a parameter: a GNN
         encoder's output (see :class:`DeviceModel`)."""
         out = cls.__new__(cls)
-        out.param, out.table, out.stale, out._buffers, out._nodes = None, table, False, {}, None
+        out.param, out.table, out.stale, out._buffers, out._nodes, out._anchors = None, table, False, {}, None, None
         return out
+
+    def anchors(self, anchors):
+        """The epoch's host anchor ids on the device: uploaded once, however many steps of the epoch use them
+        (negatives, InfoNCE, the difficulty filter, a miner)."""
+        if self._anchors is None or self._anchors[0] is not anchors:
+            self._anchors = (anchors, _arrays().upload(np.ascontiguousarray(anchors, np.int64)))
+        return self._anchors[1]
 
     # ------------------------------------------------------------------ host <-> device
     @property
@@ -155,7 +163,9 @@ class DeviceTable:
 
         a = _arrays()
         B = anchors.size
-        keys = a.upload(np.concatenate([anchors, pos]).astype(np.int64, copy=False))
+        keys = cuda.device_array(2 * B, np.int64)
+        a.copy_into(self.anchors(anchors), keys, 0)
+        a.copy_into(a.upload(np.ascontiguousarray(pos, np.int64)), keys, B)
         A = _kernels().gather_rows(self.table, keys[:B])
         P = _kernels().gather_rows(self.table, keys[B:])
         dZ = self.zeros("infonce")
@@ -184,7 +194,7 @@ class DeviceTable:
         a = _arrays()
         if not _check.is_device_array(ids):
             ids = a.upload(np.ascontiguousarray(ids, np.int64))
-        return _kernels().difficulty_filter(self.table, a.upload(np.asarray(anchors, np.int64)), ids, threshold)
+        return _kernels().difficulty_filter(self.table, self.anchors(anchors), ids, threshold)
 
     def local_pairs(self, graph, rng):
         """The ``local`` objective's pairs and ``similar`` flags on the device, or None for a graph without edges.
@@ -224,7 +234,7 @@ class DeviceModel:
     outside ``fit`` they are the user's host arrays again, refreshed in place when the device ones changed.
     Node features are uploaded once per feature array (sparse ones as a :class:`~fastgnn.autograd.SparseMatrix`,
     whose CSR arrays go up on first use). What crosses per epoch: the GRACE views' column masks (``F`` floats
-    each) and each dropped-edge view's CSR arrays (drawn on the host with the CPU path's RNG call), the loss
+    each; the dropped-edge views are built on the device, see :func:`~fastgnn.trainer.drop_edges`), the loss
     values, one finiteness flag for the gradients and one for the stepped parameters, and, with
     ``positives="neighbors"``, what :class:`DeviceTable` lists for the objectives over the encoder output.
     """

@@ -90,7 +90,9 @@ class EpochMixin:
                     cached = self._sparse_features = (X, ag.SparseMatrix(X))
                 Xv = cached[1]
             X1, X2 = mask_features(Xv, self.feature_mask[0], rng), mask_features(Xv, self.feature_mask[1], rng)
-            G1, G2 = drop_edges(graph, self.edge_drop[0], rng), drop_edges(graph, self.edge_drop[1], rng)
+            on = dm is not None  # the views' graphs are built on the device there
+            G1, G2 = (drop_edges(graph, self.edge_drop[0], rng, device=on),
+                      drop_edges(graph, self.edge_drop[1], rng, device=on))
             Z1, Z2 = self._forward(G1, X1), self._forward(G2, X2)
             H1, H2 = (self.head(Z1), self.head(Z2)) if self.head is not None else (Z1, Z2)
             loss, g = losses.info_nce(H1.data, H2.data, None, temperature=s["temperature"], symmetric=True,
@@ -202,7 +204,9 @@ class EpochMixin:
         """Negative ids [B, K] (-1 padding) or None (in-batch); ``Zd`` is a host array or the device table."""
         k = s["num_negatives"]
         if self.miner_spec == "uniform":
-            ids = _uniform_negatives(graph, anchors, k, rng, device=_check.is_device_array(Zd))
+            device = _check.is_device_array(Zd)
+            ids = _uniform_negatives(graph, self._work(Zd).anchors(anchors) if device else anchors, k, rng,
+                                     device=device)
         else:
             k_hard = min(k, math.ceil(self.hard_ratio * k))
             miner = self._miner(max(k_hard, 1))
@@ -235,7 +239,7 @@ class EpochMixin:
         if isinstance(miner, mining.GraphHardNegativeMiner):
             hard = miner.mine(Zd, graph, anchors)
         elif _check.is_device_array(Zd):
-            rows = self._work(Zd).rows(anchors)
+            rows = self._work(Zd).rows(self._work(Zd).anchors(anchors))
             hard = miner.mine(rows, rows, Zd, exclude=np.column_stack([anchors]))
         else:
             hard = miner.mine(Zd[anchors], Zd[anchors], Zd, exclude=np.column_stack([anchors]))

@@ -48,17 +48,16 @@ def mask_features(X: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarr
     return X * keep.astype(X.dtype)[None, :]
 
 
-def drop_edges(graph: Graph, p: float, rng: np.random.Generator) -> Graph:
-    """A copy of ``graph`` with each (undirected) edge removed with probability ``p``."""
+def drop_edges(graph: Graph, p: float, rng: np.random.Generator, *, device: bool = False) -> Graph:
+    """A copy of ``graph`` with each (undirected) edge removed with probability ``p``.
+
+    One seed is taken from ``rng``; edge ``e`` (numbered as :meth:`Graph.edges` lists them) is kept where the
+    counter-based draw ``uniform(seed, e, 0) >= p``. With ``device=True`` the copy is built on the CUDA device
+    from the graph's device arrays (the same arcs; nothing crosses the bus) when the graph's rows are sorted and
+    its arcs symmetric (always so for ``from_edges`` graphs), else on the host."""
     if p <= 0 or graph.num_edges == 0:
         return graph
-    plan = graph._edge_plan()
-    if plan is not None:  # sorted rows, no self-loops, symmetric arcs: filter the CSR arrays directly
-        return graph._keep_edges(rng.random(plan[1].size) >= p)
-    src, dst, w = graph.edges()
-    keep = rng.random(src.size) >= p
-    return Graph.from_edges(src[keep], dst[keep], num_nodes=graph.num_nodes,
-                            weights=None if graph.weights is None else w[keep], symmetrize=not graph.directed)
+    return graph._drop_edges(p, int(rng.integers(0, 2**62)), device=device)
 
 
 # ------------------------------------------------------------------------------------------ history
@@ -239,7 +238,8 @@ def _uniform_negatives(graph, anchors, k, rng, device=False):
         else:
             graph._cache[key] = None
     table = graph._cache[key]
-    anchors = np.ascontiguousarray(anchors, np.int64)
+    if not _check.is_device_array(anchors):
+        anchors = np.ascontiguousarray(anchors, np.int64)
     if not device:
         if table is None:
             return np.full((anchors.size, k), -1, np.int64)
@@ -255,7 +255,9 @@ def _uniform_negatives(graph, anchors, k, rng, device=False):
         dkey = "noise_alias_device"
         if dkey not in graph._cache:
             graph._cache[dkey] = tuple(arrays.upload(t) for t in table)
-        backend.kernels("word2vec", "cuda").noise_draws(*graph._cache[dkey], arrays.upload(anchors), seed, out)
+        if not _check.is_device_array(anchors):
+            anchors = arrays.upload(anchors)
+        backend.kernels("word2vec", "cuda").noise_draws(*graph._cache[dkey], anchors, seed, out)
     return out
 
 

@@ -78,8 +78,9 @@ class Trainer(EpochMixin):
         GNN encoders ("gcn", "sage", "gat", a user module; either ``positives``) train **device-resident** too:
         their parameters (and the projection head's), Adam's state and the node features stay on the GPU for the
         whole of :meth:`fit`, and the encoder's forward and backward run there (:mod:`fastgnn.autograd` on device
-        tensors); the views' column masks and dropped-edge graphs are drawn on the host with the CPU path's
-        random calls and uploaded (``F`` floats and one CSR per view and epoch). The parameter tensors hold device
+        tensors); a view's column mask is drawn on the host with the CPU path's random call and uploaded (``F``
+        floats), and its dropped-edge graph is built on the device from one seed (the CPU path's edges: the keep
+        test is a counter-based hash of the seed and the edge). The parameter tensors hold device
         arrays inside :meth:`fit` and the user's host arrays, refreshed in place, outside it.
     """
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not cuda_ok, reason=f"CUDA backend not usable: {
 def upload(x):
     from numba import cuda
 
-    return cuda.to_device(np.ascontiguousarray(x))
+    return cuda.to_device(np.array(x, order="C"))  # a 0-d array stays 0-d
 
 
 def host(x):
@@ -89,13 +89,25 @@ CASES = {
     "l2-normalize-wide": (ag.l2_normalize, [((3, 70), True)], (3, 70)),  # three columns a lane
     "l2-normalize-3d": (ag.l2_normalize, [((N, H, F), True)], (N, H, F)),
     "l2-normalize-1d": (ag.l2_normalize, [((F,), True)], (F,)),
-    # the operations without a device kernel of their own run through the host
     "softmax": (ag.softmax, [((N, F), True)], (N, F)),
+    "softmax-axis0-3d": (lambda a: ag.softmax(a, axis=0), [((N, H, F), True)], (N, H, F)),
     "log-softmax": (ag.log_softmax, [((N, F), True)], (N, F)),
+    "log-softmax-middle": (lambda a: ag.log_softmax(a, axis=-2), [((N, H, F), True)], (N, H, F)),
     "concat": (lambda a, b: ag.concat([a, b], axis=1), [((N, F), True), ((N, 2), True)], (N, F + 2)),
+    "concat-rows-3": (lambda a, b, c: ag.concat([a, b, c], axis=0), [((2, F), True), ((N, F), False),
+                                                                       ((1, F), True)], (N + 3, F)),
+    "concat-middle": (lambda a, b: ag.concat([a, b], axis=1), [((N, H, F), True), ((N, 1, F), True)],
+                      (N, H + 1, F)),
     "mean-all": (ag.mean, [((N, F), True)], ()),
+    "mean-last-3d": (lambda a: ag.mean(a, axis=-1), [((N, H, F), True)], (N, H)),
     "sum-rows": (lambda a: ag.sum(a, axis=0), [((N, F), True)], (F,)),
+    "sum-all": (ag.sum, [((N, H, F), True)], ()),
+    "sum-middle": (lambda a: ag.sum(a, axis=1), [((N, H, F), True)], (N, F)),
+    # the operations without a device kernel of their own run through the host
+    "sum-two-axes": (lambda a: ag.sum(a, axis=(0, 2)), [((N, H, F), True)], (H,)),
     "embedding": (lambda t: ag.embedding(t, np.array([3, 0, 3, 7])), [((N, F), True)], (4, F)),
+    "embedding-2d-ids": (lambda t: ag.embedding(t, np.array([[3, 0], [3, 12], [3, 1]])), [((N, H, F), True)],
+                         (3, 2, H, F)),
 }
 
 
@@ -229,3 +241,82 @@ def test_modules_on_the_device_match_the_host(graphs, layer, rng):
     assert not any(p.on_device for p in dev.parameters())
     for k, v in cpu.state_dict().items():
         np.testing.assert_array_equal(state[k], v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axis_ops_run_on_the_device(dtype, rng, monkeypatch):
+    """sum / mean / softmax / log_softmax / concat take no host round trip; their edge cases match the host: a
+    row with -inf and +inf, a NaN row, large values (no overflow: max-shifted), an empty axis (sum 0, mean NaN),
+    a host tensor in a device concat, and a bad axis named in the error."""
+    from fastgnn import _autograd_device as _ad
+
+    def no_host(*a, **kw):
+        raise AssertionError("went through the host")
+
+    monkeypatch.setattr(_ad, "via_host", no_host)
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    x[1] = [-np.inf, 0.0, 1.0, 2.0]
+    x[2, 1] = np.nan
+    x[3] = [1000.0, 999.0, -1000.0, 1000.0]
+    G = rng.standard_normal((5, 4)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    for fn in (ag.softmax, ag.log_softmax, lambda a: ag.softmax(a, axis=0)):
+        with np.errstate(invalid="ignore"):
+            want, want_g = run(fn, [(x, True)], G, device=False)
+        got, got_g = run(fn, [(x, True)], G, device=True)
+        np.testing.assert_allclose(got, want, **tol)
+        np.testing.assert_allclose(got_g[0], want_g[0], **tol)
+    for fn, shape in ((lambda a: ag.sum(a, axis=1), (5,)), (lambda a: ag.mean(a, axis=0), (4,)),
+                      (ag.sum, ()), (ag.mean, ())):
+        g = rng.standard_normal(shape).astype(dtype)
+        want, want_g = run(fn, [(x, True)], g, device=False)
+        got, got_g = run(fn, [(x, True)], g, device=True)
+        np.testing.assert_allclose(got, want, **tol)
+        np.testing.assert_array_equal(got_g[0], want_g[0])  # a spread of g: bit for bit
+    empty = np.zeros((3, 0), dtype)
+    assert ag.sum(ag.Tensor(upload(empty)), axis=1).numpy().tolist() == [0, 0, 0]
+    assert np.isnan(ag.mean(ag.Tensor(upload(empty)), axis=1).numpy()).all()
+    assert ag.softmax(ag.Tensor(upload(empty))).numpy().shape == (3, 0)
+    a = ag.Tensor(upload(x), requires_grad=True)
+    b = ag.Tensor(x[:, :2].copy(), requires_grad=True)  # a host tensor in a device concat
+    out = ag.concat([a, b], axis=1)
+    assert out.on_device
+    np.testing.assert_array_equal(out.numpy(), np.concatenate([x, x[:, :2]], axis=1))
+    out.backward(upload(np.arange(30, dtype=dtype).reshape(5, 6)))
+    np.testing.assert_array_equal(a.grad.copy_to_host(), np.arange(30, dtype=dtype).reshape(5, 6)[:, :4])
+    assert isinstance(b.grad, np.ndarray)
+    np.testing.assert_array_equal(b.grad, np.arange(30, dtype=dtype).reshape(5, 6)[:, 4:])
+    with pytest.raises(ValueError, match="axis: 2 is out of range"):
+        ag.softmax(a, axis=2)
+    with pytest.raises(ValueError, match="differ off axis"):
+        ag.concat([a, ag.Tensor(upload(np.ones((4, 4), dtype)))], axis=1)
+    with pytest.raises(ValueError, match="one rank"):
+        ag.concat([a, ag.Tensor(upload(np.ones(4, dtype)))], axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_runs_on_the_device(dtype, rng, monkeypatch):
+    """Rows gathered on the device, device or host ids; the dense gradient is ``np.add.at``'s bit for bit (many
+    repeats of one id); a bad id is named before any kernel runs."""
+    from fastgnn import _autograd_device as _ad
+
+    monkeypatch.setattr(_ad, "via_host", lambda *a, **k: (_ for _ in ()).throw(AssertionError("via the host")))
+    table = rng.standard_normal((9, 5)).astype(dtype)
+    ids = rng.integers(0, 9, 200)
+    ids[:50] = 4
+    g = rng.standard_normal((200, 5)).astype(dtype)
+    want = np.zeros_like(table)
+    np.add.at(want, ids, g)
+    for ids_in in (ids, upload(ids), upload(ids.astype(np.int32))):
+        t = ag.Tensor(upload(table), requires_grad=True)
+        out = ag.embedding(t, ids_in)
+        np.testing.assert_array_equal(out.numpy(), table[ids])
+        out.backward(upload(g))
+        np.testing.assert_array_equal(t.grad.copy_to_host(), want)
+    t = ag.Tensor(upload(table), requires_grad=True)
+    with pytest.raises(ValueError, match="ids: index 9 out of range"):
+        ag.embedding(t, upload(np.array([0, 9])))
+    with pytest.raises(ValueError, match="ids"):
+        ag.embedding(t, np.array([-1]))
+    empty = ag.embedding(t, np.zeros(0, np.int64))
+    assert empty.shape == (0, 5)

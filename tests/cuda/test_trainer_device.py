@@ -289,3 +289,23 @@ def test_backend_from_the_environment_or_context(graph, monkeypatch):
     tr = Trainer("table", positives="neighbors", dim=4, seed=0)
     tr._build(graph.num_nodes, 0)
     assert tr._dev is None and type(tr.optimizer.params[0]) is np.ndarray
+
+
+def test_anchors_cross_once_an_epoch(graph, monkeypatch):
+    """The epoch's anchors are copied to the device once, and the negatives, InfoNCE and the curriculum's
+    difficulty filter all read that copy."""
+    from fastgnn.kernels.cuda import arrays as ka
+    from fastgnn.trainer import _device
+
+    sizes = []
+    real = ka.upload
+
+    def counting_upload(x):
+        sizes.append(np.asarray(x).shape)
+        return real(x)
+
+    monkeypatch.setattr(_device._arrays(), "upload", counting_upload)
+    tr = trainer("cuda", ("infonce",), curriculum=curriculum(), batch_size=7)
+    tr.fit(graph, epochs=2)
+    assert sizes.count((7,)) == 4  # per epoch: the anchors once, the positives once
+    assert (7, 2) not in sizes and (7, 1) not in sizes, sizes  # no [B, K] negatives drawn on the host

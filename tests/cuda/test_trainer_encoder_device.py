@@ -1,8 +1,8 @@
 """The Trainer's device-resident GNN encoders (``model="gcn" | "sage" | "gat"`` or a module, ``backend="cuda"``).
 
 The parameters, Adam's state, the node features and the encoder's forward and backward stay on the device for the
-whole of ``fit``; the augmentations are drawn on the host with the CPU path's RNG calls and the negatives on the
-device by the twin of the CPU path's kernel, so a seed gives the CPU run's history to rounding. Tiny graph and widths: under NUMBA_ENABLE_CUDASIM=1 every GPU thread is a
+whole of ``fit``; the feature masks are drawn on the host with the CPU path's RNG calls, and the dropped-edge views
+and the negatives on the device by the twins of the CPU path's kernels, so a seed gives the CPU run's history to rounding. Tiny graph and widths: under NUMBA_ENABLE_CUDASIM=1 every GPU thread is a
 Python thread.
 """
 import numpy as np

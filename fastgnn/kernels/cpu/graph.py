@@ -1,9 +1,21 @@
-"""Serial CSR bookkeeping for :class:`fastgnn.Graph`: the arc → edge map and edge-subset graphs.
+"""CSR bookkeeping for :class:`fastgnn.Graph`: the arc → edge map, edge dropping and edge-subset graphs.
 
-Both are linear passes over the arcs (a few microseconds per thousand arcs): cheap enough to run every
-epoch for edge dropping, where rebuilding through ``Graph.from_edges`` (sort, merge, validate) is not.
+Linear passes over the arcs (a few microseconds per thousand arcs): cheap enough to run every epoch for edge
+dropping, where rebuilding through ``Graph.from_edges`` (sort, merge, validate) is not. Which edges a view keeps
+is a counter-based hash of ``(seed, edge)`` (:func:`edge_keeps`), so ``kernels/cuda/graph.py`` builds the same
+graph on the device without drawing anything on the host.
 """
-from numba import njit
+from numba import njit, prange
+
+from .rng import uniform
+
+
+@njit(cache=True, parallel=True)
+def edge_keeps(seed, p, keep):
+    """``keep[e] = uniform(seed, e, 0) >= p``: edge ``e`` survives a drop with probability ``1 - p``. The draw is
+    a pure function of ``(seed, e)`` (the same at any thread count, and in the CUDA kernels)."""
+    for e in prange(keep.size):
+        keep[e] = uniform(seed, e, 0) >= p
 
 
 @njit(cache=True)

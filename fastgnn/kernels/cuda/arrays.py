@@ -37,8 +37,9 @@ def empty(shape, dtype):
 
 
 def upload(x):
-    """A host array on the device (size-0 arrays are allocated, not copied)."""
-    x = np.ascontiguousarray(x)
+    """A host array on the device, C-contiguous and of the same shape (0-d stays 0-d; size-0 arrays are
+    allocated, not copied)."""
+    x = np.asarray(x, order="C")
     if x.size == 0:
         return cuda.device_array(x.shape, dtype=x.dtype)
     return cuda.to_device(x)

@@ -23,6 +23,12 @@ nothing is returned, and an input with a zero dimension launches nothing. The Nu
   bit for bit (the twin of ``kernels/cpu/sparse.py:add_scaled_rows``).
 * :func:`mean_axis1`: ``out = x.mean(axis=1)`` for x [N, H, F] (summed over H in order in the dtype, then
   divided by H, as NumPy does); :func:`broadcast_axis1`: ``out = g[:, None, :] / H`` (its backward).
+* along one axis of an array viewed as [P, L, Q]: :func:`axis_reduce` (``sum``/``mean``, float64 sums in axis
+  order, rounded once) and :func:`axis_spread` (their backward, bit for bit); :func:`axis_softmax` and
+  :func:`axis_softmax_back` (softmax / log-softmax, max-shifted, float64 sums; NaN lines stay NaN);
+  :func:`copy_block` (``concat`` and its split).
+* :func:`gather_rows` (``table[ids]``) and :func:`grouped_row_sums` (its dense gradient from the ids grouped by a
+  stable sort: ``np.add.at``'s sums in its order, bit for bit).
 
 The flat kernels take 1-d views (``.reshape(-1)``) and run one thread per element on a 1-d grid of
 ``THREADS``-thread blocks; the 2-d ones run one thread per element on a (columns, rows) grid of ``TILE``
@@ -541,3 +547,154 @@ def column_sums(G, out, scratch=None):
     parts = scratch.reshape(-1)[:P * f].reshape(P, f)
     _column_partials[(-(-f // CS_TX), P), (CS_TX, CS_TY)](G, parts)
     _launch1(_column_finish, f, parts, out)
+
+
+# --------------------------------------------------------------------------- along one axis
+# An array reshaped to [P, L, Q] (P: the dimensions before the axis, L: the axis, Q: those after it); a "line"
+# is x[p, :, q]. One thread per line (or per entry for the spreads and copies), sums in float64 in axis order.
+@cuda.jit(device=True, inline=True)
+def _line(shape):
+    """``(p, q)``: this thread's line ``x[p, :, q]`` of a [P, L, Q] array (Q > 0); ``p >= P`` past the last."""
+    t = cuda.grid(1)
+    p = t // shape[2]
+    return p, t - p * shape[2]
+
+
+@cuda.jit(device=True, inline=True)
+def _entry(shape):
+    """``(p, l, q)``: this thread's entry of a [P, L, Q] array (L, Q > 0); ``p >= P`` past the last."""
+    t = cuda.grid(1)
+    lq = shape[1] * shape[2]
+    p = t // lq
+    r = t - p * lq
+    l = r // shape[2]
+    return p, l, r - l * shape[2]
+
+
+@cuda.jit(cache=True)
+def _axis_reduce(x, div, out):
+    """out[p, q] = (Σ_l x[p, l, q]) / div, summed in float64 in axis order and rounded once."""
+    p, q = _line(x.shape)
+    if p >= x.shape[0]:
+        return
+    s = 0.0
+    for l in range(x.shape[1]):
+        s += x[p, l, q]
+    out[p, q] = s / div
+
+
+@cuda.jit(cache=True)
+def _axis_spread(g, div, dx):
+    """dx[p, l, q] = g[p, q] / div in the dtype (``div`` of dx's dtype)."""
+    p, l, q = _entry(dx.shape)
+    if p < dx.shape[0]:
+        dx[p, l, q] = g[p, q] / div
+
+
+@cuda.jit(cache=True)
+def _axis_softmax(x, log, y):
+    """Per line: ``m = max`` (NaN if any entry is NaN, as np.max), ``s = Σ exp(x - m)`` in float64, then
+    ``y = exp(x - m) / s`` or, with ``log``, ``y = (x - m) - log(s)``."""
+    p, q = _line(x.shape)
+    if p >= x.shape[0]:
+        return
+    L = x.shape[1]
+    m = x[p, 0, q]
+    for l in range(1, L):
+        v = x[p, l, q]
+        if v > m or v != v:
+            m = v
+    s = 0.0
+    for l in range(L):
+        s += math.exp(float64(x[p, l, q] - m))
+    if log:
+        ls = math.log(s)
+        for l in range(L):
+            y[p, l, q] = float64(x[p, l, q] - m) - ls
+    else:
+        for l in range(L):
+            y[p, l, q] = math.exp(float64(x[p, l, q] - m)) / s
+
+
+@cuda.jit(cache=True)
+def _axis_softmax_back(g, y, log, dx):
+    """Per line: softmax ``dx = y (g - Σ g y)``; log-softmax ``dx = g - exp(y) Σ g`` (sums in float64)."""
+    p, q = _line(y.shape)
+    if p >= y.shape[0]:
+        return
+    L = y.shape[1]
+    s = 0.0
+    for l in range(L):
+        s += float64(g[p, l, q]) if log else float64(g[p, l, q]) * float64(y[p, l, q])
+    for l in range(L):
+        if log:
+            dx[p, l, q] = g[p, l, q] - math.exp(float64(y[p, l, q])) * s
+        else:
+            dx[p, l, q] = y[p, l, q] * (g[p, l, q] - s)
+
+
+@cuda.jit(cache=True)
+def _copy_block(src, dst, off, into):
+    """``into``: dst[p, off + l, q] = src[p, l, q]; else src[p, l, q] = dst[p, off + l, q] (one thread each)."""
+    p, l, q = _entry(src.shape)
+    if p >= src.shape[0]:
+        return
+    if into:
+        dst[p, off + l, q] = src[p, l, q]
+    else:
+        src[p, l, q] = dst[p, off + l, q]
+
+
+def axis_reduce(x, div, out):
+    """``out = x.sum(axis=1) / div`` for x [P, L, Q], out [P, Q] (``div`` a float; float64 sums)."""
+    _launch1(_axis_reduce, out.size, x, float(div), out)
+
+
+def axis_spread(g, div, dx):
+    """``dx = broadcast(g[:, None, :] / dtype(div))`` for g [P, Q], dx [P, L, Q]."""
+    _launch1(_axis_spread, dx.size, g, dx.dtype.type(div), dx)
+
+
+def axis_softmax(x, log, y):
+    """(Log-)softmax of x [P, L, Q] along its middle axis into y (L >= 1)."""
+    _launch1(_axis_softmax, x.shape[0] * x.shape[2], x, bool(log), y)
+
+
+def axis_softmax_back(g, y, log, dx):
+    """The backward of :func:`axis_softmax` from its output ``y`` and the gradient ``g`` (all [P, L, Q])."""
+    _launch1(_axis_softmax_back, y.shape[0] * y.shape[2], g, y, bool(log), dx)
+
+
+def copy_block(src, dst, off, into=True):
+    """``dst[:, off:off + L, :] = src`` (``into``) or ``src[...] = dst[:, off:off + L, :]`` (src [P, L, Q])."""
+    _launch1(_copy_block, src.size, src, dst, np.int64(off), bool(into))
+
+
+# --------------------------------------------------------------------------- embedding rows
+@cuda.jit(cache=True)
+def _gather_rows(table, ids, out):
+    j, b = grid2()
+    if b < out.shape[0] and j < out.shape[1]:
+        out[b, j] = table[ids[b], j]
+
+
+@cuda.jit(cache=True)
+def _grouped_row_sums(g, pos, starts, out):
+    """out[r, j] = Σ g[pos[k], j] over k in starts[r]:starts[r + 1], added in that order to 0 in the dtype."""
+    j, r = grid2()
+    if r < out.shape[0] and j < out.shape[1]:
+        s = out.dtype.type(0)
+        for k in range(starts[r], starts[r + 1]):
+            s += g[pos[k], j]
+        out[r, j] = s
+
+
+def gather_rows(table, ids, out):
+    """``out = table[ids]`` for table [N, W], ids [B] (in range), out [B, W]."""
+    _launch2(_gather_rows, out.shape[0], out.shape[1], table, ids, out)
+
+
+def grouped_row_sums(g, pos, starts, out):
+    """Dense ``out`` [N, W] with row ``r`` the sum of the rows ``g[pos[starts[r]:starts[r + 1]]]`` in that order
+    (``arrays.sort_keys`` and ``key_starts`` of the ids: ``np.add.at(zeros, ids, g)`` bit for bit)."""
+    _launch2(_grouped_row_sums, out.shape[0], out.shape[1], g, pos, starts, out)

@@ -25,9 +25,9 @@ Backward, :func:`gat_backward`:
 * :func:`_row_grads`: one thread per (row, head): ``dalpha = g_i·h_j`` per arc, ``weighted = Σ alpha·dalpha``,
   ``dz = alpha (dalpha - weighted) act`` (into ``dz``) and ``dt_i = Σ dz`` (the row's own sum: no scatter);
 * the scatters into columns (``np.add.at(dh, cols, alpha g_i)``, ``np.add.at(ds, cols, dz)``) are gathers over
-  the transpose, **not atomics**: :func:`gat_transpose` sorts the arcs stably by column (``arrays.sort_keys`` and
-  ``arrays.key_starts``; :func:`_arc_rows` gives each arc its row). :func:`_col_grads` then runs a (columns, rows)
-  grid over the ``H*F`` columns and the nodes ``j``: ``dh_j = Σ alpha_ij g_i`` over the arcs into ``j``,
+  the transpose, **not atomics**: :func:`gat_transpose` sorts the arcs stably by column and gives each arc its
+  row (``graph.arcs_by_column``: ``arrays.sort_keys`` and ``arrays.key_starts``). :func:`_col_grads` then runs a
+  (columns, rows) grid over the ``H*F`` columns and the nodes ``j``: ``dh_j = Σ alpha_ij g_i`` over the arcs into ``j``,
   ``ds_j = Σ dz_ij``, and ``dh_j += ds_j a_src + dt_j a_dst``. The arcs into a column are taken in ascending arc
   order, the order of ``np.add.at``, so the results do not depend on scheduling (same bits on every run). The
   transpose depends on the graph only: callers that run many steps on one graph build it once and pass it
@@ -49,7 +49,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from . import arrays
+from .graph import arcs_by_column
 from .grid import grid2, launch2, shape1
 
 THREADS = 128  # threads per block of the 1-d launches (tests lower it so tiny inputs span several blocks)
@@ -151,26 +151,11 @@ def gat_forward(indptr, cols, h, att_src, att_dst, slope):
 
 
 # --------------------------------------------------------------------------- backward
-@cuda.jit(cache=True)
-def _arc_rows(indptr, rows):
-    """rows[p] = the row of arc p; one thread per row."""
-    i = cuda.grid(1)
-    if i < indptr.shape[0] - 1:
-        for p in range(indptr[i], indptr[i + 1]):
-            rows[p] = i
-
-
 def gat_transpose(indptr, cols):
     """``(tindptr [N + 1], tarcs [E'], rows [E'])``: the arcs into node ``j`` are ``tarcs[tindptr[j]:tindptr[j + 1]]``
-    (ascending), arc ``p`` leaves ``rows[p]``. A stable radix sort of ``cols`` on the device; depends on the graph
-    only (build once, pass to :func:`gat_backward`)."""
-    n = indptr.shape[0] - 1
-    keys, tarcs = arrays.sort_keys(cols, bound=n)
-    tindptr = arrays.key_starts(keys, n)
-    rows = cuda.device_array(cols.shape[0], np.int64)
-    if n:
-        _arc_rows[_grid1(n)](indptr, rows)
-    return tindptr, tarcs, rows
+    (ascending), arc ``p`` leaves ``rows[p]`` (``graph.arcs_by_column``). Depends on the graph only (build once,
+    pass to :func:`gat_backward`)."""
+    return arcs_by_column(indptr, cols)
 
 
 @cuda.jit(cache=True)
