@@ -91,6 +91,32 @@ def test_info_nce_inbatch_zero_row_matches_cpu(rng, backend):
     np.testing.assert_allclose(g["positives"], cpu["positives"], rtol=1e-4, atol=1e-5)
 
 
+# chunks of S: 3 + 3 + 1 rows (a partial last one), or all rows at once
+@pytest.mark.parametrize("rows, dtype", [(3, np.float64), (3, np.float32), (40, np.float32)])
+def test_info_nce_inbatch_in_chunks_matches_cpu(rng, monkeypatch, rows, dtype):
+    """The CUDA in-batch path takes S = A Pᵀ in chunks of rows (IB_CHUNK_BYTES): the statistics over all chunks
+    first, then the gradients chunk by chunk. Any chunking gives the CPU's losses and gradients (to rounding),
+    with a zero row (clamped pairs) and both reductions."""
+    if not fb.cuda_available():
+        pytest.skip(fb.cuda_status()[1])
+    from fastgnn.kernels.cuda import losses as kc
+
+    B, D = 7, 6
+    monkeypatch.setattr(kc, "IB_CHUNK_BYTES", rows * B * np.dtype(dtype).itemsize)
+    A, P = rng.standard_normal((2, B, D)).astype(dtype)
+    A[4] = 0
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for kind in ("cosine", "dot"):
+        for symmetric in (False, True):
+            kw = dict(similarity=kind, symmetric=symmetric, temperature=0.3, reduction="none")
+            loss, g = info_nce(A, P, backend="cuda", **kw)
+            want, w = info_nce(A, P, backend="cpu", **kw)
+            np.testing.assert_allclose(loss, want, **tol)
+            scale = max(np.abs(w["anchors"]).max(), 1.0)  # the zero row's clamped gradient is ~1/EPS
+            np.testing.assert_allclose(g["anchors"], w["anchors"], rtol=tol["rtol"], atol=tol["atol"] * scale)
+            np.testing.assert_allclose(g["positives"], w["positives"], **tol)
+
+
 @pytest.mark.parametrize("normalization", ["none", "sym", "edge"])
 def test_spectral(rng, backend, normalization):
     g = Graph.from_edges(rng.integers(0, 9, 14), rng.integers(0, 9, 14), num_nodes=11, weights=rng.uniform(0.5, 2, 14))

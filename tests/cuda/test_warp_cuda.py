@@ -10,7 +10,7 @@ if not fb.cuda_available():
 
 from numba import cuda, float64  # noqa: E402
 
-from fastgnn.kernels.cuda.warp import scratch_size, warp_sum, warp_sum2  # noqa: E402
+from fastgnn.kernels.cuda.warp import scratch_size, warp_max, warp_sum, warp_sum2  # noqa: E402
 
 BLOCK = 64
 _SCRATCH = scratch_size(BLOCK)
@@ -61,6 +61,29 @@ def _many_sums(x, rounds, out):
             busy += q
         acc += warp_sum(x[g] * (r + 1) + 0.0 * busy, scratch, lane, w)
     out[g] = acc
+
+
+@cuda.jit
+def _maxima(x, out):
+    scratch = cuda.shared.array(_SCRATCH, float64)
+    g = cuda.grid(1)
+    out[g] = warp_max(x[g], scratch, cuda.threadIdx.x % 32, cuda.threadIdx.x // 32)
+
+
+def test_warp_max_on_every_lane():
+    """The warp's largest value on all its lanes; -inf lanes, a warp of equal values, a NaN on one lane."""
+    rng = np.random.default_rng(5)
+    n = 3 * BLOCK
+    x = rng.standard_normal(n)
+    x[:32] = -np.inf
+    x[40] = np.inf
+    x[64:96] = 2.5
+    x[100] = np.nan
+    out = np.zeros(n)
+    _maxima[n // BLOCK, BLOCK](x, out)
+    w = x.reshape(-1, 32)
+    want = np.where(np.isnan(w).any(axis=1), np.nan, np.nanmax(w, axis=1))
+    np.testing.assert_array_equal(out, np.repeat(want, 32))
 
 
 def test_back_to_back_warp_sums():

@@ -7,7 +7,7 @@ Device inputs skip those copies: ``fastgnn/losses/_device.py`` launches the ``_<
 device arrays with :func:`launch1` / :func:`launch2`.
 Every output element is written by one thread, so results do not depend on the launch shape.
 In-batch InfoNCE has its own entries, :func:`info_nce_inbatch` (host arrays) and
-:func:`info_nce_inbatch_device`, computing the logits on the fly (no GEMM).
+:func:`info_nce_inbatch_device`: GEMMs for the logits and the gradients, row kernels in between.
 """
 import math
 
@@ -20,7 +20,7 @@ from .mathfn import mul_rn
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
 from .rng import uniform
-from .warp import scratch_size, warp_sum, warp_sum2
+from .warp import SIM, scratch_size, warp_max, warp_sum, warp_sum2
 
 EPS = 1e-8
 THREADS = 128  # threads per block (tests lower it so tiny inputs still span several blocks)
@@ -362,48 +362,37 @@ def dense_slot_grad(A, N, coef_u, coef_v, gN):
     _launch2(_dense_slot_grad, B * K, D, [A, N, coef_u, coef_v, gN], (4,))
 
 
-# --------------------------------------------------------------------------- InfoNCE, in-batch (on the fly)
-@cuda.jit(device=True, inline=True)
-def _sim(A, i, P, j, na, np_, cosine):
-    d = 0.0
-    for t in range(A.shape[1]):
-        d += A[i, t] * P[j, t]
-    if cosine:
-        return d / max(na[i] * np_[j], EPS)
-    return d
+# --------------------------------------------------------------------------- InfoNCE, in-batch (GEMMs)
+# The device twin of ``losses/contrastive.py:_inbatch_exact``: the raw dots S = A Pᵀ by the register-tiled GEMM
+# (``autograd.matmul``, in the inputs' dtype, as BLAS does on the CPU path), per-row and per-column log-sum-exps
+# over S, the coefficients U = dL/dS (scaled back through the cosine's denominators) written over S, then two
+# GEMMs, gA = U P and gP = Uᵀ A, and the cosine's radial terms. S is taken in chunks of rows (at most IB_CHUNK_BYTES
+# each): a pass over the chunks for the statistics, a second for the gradients (with one chunk, S is kept between
+# them). Every sum has a fixed order (warp trees per row, rows in order per column, chunks in order): the same
+# bits on every run.
+IB_CHUNK_BYTES = 1 << 31  # bytes of one chunk of S (tests lower it: several chunks)
+IB_BLOCK = 32 if SIM else 128  # threads per block of the row kernels: a row per warp
+_IB_SCRATCH = scratch_size(IB_BLOCK)
 
 
 @cuda.jit
-def _norms(X, out):
+def _norms_sq(X, out):
     i = cuda.grid(1)
     if i < X.shape[0]:
         acc = 0.0
         for t in range(X.shape[1]):
-            acc += X[i, t] * X[i, t]
-        out[i] = math.sqrt(acc)
-
-
-@cuda.jit
-def _inbatch_lse(A, P, na, np_, inv_tau, cosine, by_column, lse, loss):
-    """Row i's (or, by_column, column i's) log-sum-exp of s/τ and its loss lse - s_ii/τ."""
-    i = cuda.grid(1)
-    B = A.shape[0]
-    if i >= B:
-        return
-    m = -math.inf
-    for j in range(B):
-        z = mul_rn(_sim(A, j, P, i, na, np_, cosine) if by_column else _sim(A, i, P, j, na, np_, cosine), inv_tau)
-        m = max(m, z)
-    tot = 0.0
-    for j in range(B):
-        z = mul_rn(_sim(A, j, P, i, na, np_, cosine) if by_column else _sim(A, i, P, j, na, np_, cosine), inv_tau)
-        tot += math.exp(z - m)
-    lse[i] = m + math.log(tot)
-    loss[i] = lse[i] - mul_rn(_sim(A, i, P, i, na, np_, cosine), inv_tau)
+            acc += float64(X[i, t]) * float64(X[i, t])
+        out[i] = acc
 
 
 @cuda.jit(device=True, inline=True)
-def _g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric):
+def _ib_den(na2, np2, i, j):
+    return math.sqrt(na2[i]) * math.sqrt(np2[j])
+
+
+@cuda.jit(device=True, inline=True)
+def _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric):
+    """dL/ds_ij: ``(row_scale_i (softmax_row - I) + col_scale_j (softmax_col - I)) / tau``."""
     z = mul_rn(s, inv_tau)
     g = row_scale[i] * math.exp(z - row_lse[i])
     if symmetric:
@@ -415,31 +404,122 @@ def _g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric):
     return g * inv_tau
 
 
+@cuda.jit(device=True, inline=True)
+def _warp_row():
+    """``(row, lane, warp of the block)`` of this thread in a launch of a warp per row."""
+    return cuda.grid(1) // 32, cuda.threadIdx.x % 32, cuda.threadIdx.x // 32
+
+
 @cuda.jit
-def _inbatch_grad(A, P, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric, wrt_p, G):
-    """G[x] = dL/dA[x] (or dL/dP[x] with wrt_p): sum over partners of g * ds/dx."""
-    t, x = grid2()
-    B, D = A.shape
-    if x >= B or t >= D:
+def _ib_rows(S, r0, na2, np2, inv_tau, cosine, row_lse, row_loss, zdiag):
+    """Warp il: row i = r0 + il of the chunk. S's raw dots become similarities (divided by ``max(|a_i| |p_j|,
+    EPS)`` for the cosine); then the row's log-sum-exp of s/τ (max, then the shifted sum), its loss and s_ii/τ."""
+    scratch = cuda.shared.array(_IB_SCRATCH, float64)
+    il, lane, w = _warp_row()
+    if il >= S.shape[0]:
         return
-    acc = 0.0
-    for y in range(B):
-        i = y if wrt_p else x
-        j = x if wrt_p else y
-        s = _sim(A, i, P, j, na, np_, cosine)
-        g = _g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric)
-        other = A[i, t] if wrt_p else P[j, t]
-        own = P[j, t] if wrt_p else A[i, t]
-        nown = np_[j] if wrt_p else na[i]
+    i = r0 + il
+    B = S.shape[1]
+    m = -math.inf
+    for j in range(lane, B, 32):
         if cosine:
-            den = na[i] * np_[j]
-            if den > EPS:
-                acc += g * (other / den - s * own / (nown * nown))
-            else:
-                acc += g * other / EPS
+            S[il, j] = float64(S[il, j]) / max(_ib_den(na2, np2, i, j), EPS)
+        z = mul_rn(float64(S[il, j]), inv_tau)  # the stored similarity, as on the CPU path
+        if z > m or z != z:
+            m = z
+    m = warp_max(m, scratch, lane, w)
+    tot = 0.0
+    for j in range(lane, B, 32):
+        tot += math.exp(mul_rn(float64(S[il, j]), inv_tau) - m)
+    tot = warp_sum(tot, scratch, lane, w)
+    if lane == 0:
+        zi = mul_rn(float64(S[il, i]), inv_tau)
+        row_lse[i] = m + math.log(tot)
+        row_loss[i] = row_lse[i] - zi
+        zdiag[i] = zi
+
+
+@cuda.jit
+def _ib_cols(S, inv_tau, col_m, col_t):
+    """Column j (a thread; coalesced rows): the running log-sum-exp of s/τ over the chunk's rows, in order."""
+    j = cuda.grid(1)
+    if j >= S.shape[1]:
+        return
+    m = col_m[j]
+    t = col_t[j]
+    for il in range(S.shape[0]):
+        z = mul_rn(float64(S[il, j]), inv_tau)
+        if z > m:
+            t = t * math.exp(m - z) + 1.0
+            m = z
         else:
-            acc += g * other
-    G[x, t] = acc
+            t += math.exp(z - m)
+    col_m[j] = m
+    col_t[j] = t
+
+
+@cuda.jit
+def _ib_col_finish(col_m, col_t, zdiag, col_lse, col_loss):
+    j = cuda.grid(1)
+    if j < col_m.shape[0]:
+        col_lse[j] = col_m[j] + math.log(col_t[j])
+        col_loss[j] = col_lse[j] - zdiag[j]
+
+
+@cuda.jit
+def _ib_col_radial(S, r0, na2, np2, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric, col_v):
+    """Column j (a thread): col_v[j] += Σ_i g_ij s_ij / |p_j|² over the chunk's rows with an unclamped pair."""
+    j = cuda.grid(1)
+    if j >= S.shape[1]:
+        return
+    acc = col_v[j]
+    for il in range(S.shape[0]):
+        i = r0 + il
+        if _ib_den(na2, np2, i, j) > EPS:
+            s = float64(S[il, j])
+            acc += _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric) * s / np2[j]
+    col_v[j] = acc
+
+
+@cuda.jit
+def _ib_coefficients(S, r0, na2, np2, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric, row_v):
+    """Warp il: row i = r0 + il. S[il, j] becomes U_ij = g_ij / den_ij (g_ij / EPS for a clamped pair; g_ij for
+    dot products) and row_v[i] = Σ_j g_ij s_ij / |a_i|² over the unclamped pairs (cosine)."""
+    scratch = cuda.shared.array(_IB_SCRATCH, float64)
+    il, lane, w = _warp_row()
+    if il >= S.shape[0]:
+        return
+    i = r0 + il
+    rv = 0.0
+    for j in range(lane, S.shape[1], 32):
+        s = float64(S[il, j])
+        g = _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric)
+        if cosine:
+            den = _ib_den(na2, np2, i, j)
+            if den > EPS:
+                S[il, j] = g / den
+                if na2[i] > 0.0:
+                    rv += g * s / na2[i]
+            else:
+                S[il, j] = g / EPS
+        else:
+            S[il, j] = g
+    rv = warp_sum(rv, scratch, lane, w)
+    if lane == 0:
+        row_v[i] = rv
+
+
+@cuda.jit
+def _ib_radial(G, X, coef):
+    """G[i] -= dtype(coef[i]) X[i] (a thread per element)."""
+    t, i = grid2()
+    if i < G.shape[0] and t < G.shape[1]:
+        G[i, t] -= G.dtype.type(coef[i]) * X[i, t]
+
+
+def _ib_rows_launch(kernel, rows, *args):
+    if rows:
+        kernel[-(-32 * rows // IB_BLOCK), IB_BLOCK](*args)
 
 
 def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
@@ -448,26 +528,51 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
     ``row_loss`` / ``col_loss`` are float64 [B] (``col_loss`` is zeros unless ``symmetric``); the item loss is
     ``row_loss`` or, symmetric, ``(row_loss + col_loss) / 2``. ``row_scale`` / ``col_scale``: float64 device [B].
     """
-    B, D = dA.shape
-    na, np_ = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
-    launch1(_norms, B, dA, na)
-    launch1(_norms, B, dP, np_)
-    row_lse, row_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
-    launch1(_inbatch_lse, B, dA, dP, na, np_, inv_tau, cosine, False, row_lse, row_loss)
-    col_lse, col_loss = cuda.device_array(B, np.float64), cuda.device_array(B, np.float64)
-    if symmetric:
-        launch1(_inbatch_lse, B, dA, dP, na, np_, inv_tau, cosine, True, col_lse, col_loss)
-    else:
-        from .arrays import fill
+    from .autograd import add, matmul
 
-        fill(col_lse, 0.0)
-        fill(col_loss, 0.0)
+    B, D = dA.shape
+    f64 = np.float64
+    na2, np2 = cuda.device_array(B, f64), cuda.device_array(B, f64)
+    launch1(_norms_sq, B, dA, na2)
+    launch1(_norms_sq, B, dP, np2)
+    R = max(1, min(B, IB_CHUNK_BYTES // max(B * np.dtype(dA.dtype).itemsize, 1)))
+    chunks = [(r0, min(B, r0 + R)) for r0 in range(0, B, R)]
+    S = cuda.device_array((R, B), dA.dtype)
+    row_lse, row_loss, zdiag = (cuda.device_array(B, f64) for _ in range(3))
+    col_lse, col_loss = full(B, 0.0), full(B, 0.0)
+    col_m, col_t = full(B, -math.inf), full(B, 0.0)
+    inv_tau = float64(inv_tau)
+
+    def similarities(r0, r1):
+        Sc = S[:r1 - r0]
+        matmul(dA[r0:r1], dP, Sc, trans_b=True)
+        _ib_rows_launch(_ib_rows, r1 - r0, Sc, r0, na2, np2, inv_tau, cosine, row_lse, row_loss, zdiag)
+        return Sc
+
+    for r0, r1 in chunks:
+        Sc = similarities(r0, r1)
+        if symmetric:
+            launch1(_ib_cols, B, Sc, inv_tau, col_m, col_t)
+    if symmetric:
+        launch1(_ib_col_finish, B, col_m, col_t, zdiag, col_lse, col_loss)
     gA = cuda.device_array((B, D), dA.dtype)
     gP = cuda.device_array((B, D), dA.dtype)
-    launch2(_inbatch_grad, B, D, dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric,
-            False, gA)
-    launch2(_inbatch_grad, B, D, dA, dP, na, np_, inv_tau, cosine, row_lse, col_lse, row_scale, col_scale, symmetric,
-            True, gP)
+    row_v, col_v = cuda.device_array(B, f64), full(B, 0.0)
+    part = cuda.device_array((B, D), dA.dtype) if len(chunks) > 1 else gP
+    for c, (r0, r1) in enumerate(chunks):
+        Sc = S[:r1 - r0] if len(chunks) == 1 else similarities(r0, r1)  # one chunk: S still holds them
+        if cosine:
+            launch1(_ib_col_radial, B, Sc, r0, na2, np2, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric,
+                    col_v)
+        _ib_rows_launch(_ib_coefficients, r1 - r0, Sc, r0, na2, np2, inv_tau, cosine, row_lse, col_lse, row_scale,
+                        col_scale, symmetric, row_v)
+        matmul(Sc, dP, gA[r0:r1])
+        matmul(Sc, dA[r0:r1], gP if c == 0 else part, trans_a=True)
+        if c:
+            add(gP.reshape(B * D), part.reshape(B * D), gP.reshape(B * D))
+    if cosine:
+        launch2(_ib_radial, B, D, gA, dA, row_v)
+        launch2(_ib_radial, B, D, gP, dP, col_v)
     return row_loss, col_loss, gA, gP
 
 

@@ -1,4 +1,5 @@
-"""Sums over the 32 lanes of a warp, for kernels that give one row (an anchor, a word) to 32 threads.
+"""Sums (and maxima: :func:`warp_max`) over the 32 lanes of a warp, for kernels that give one row (an anchor, a
+word) to 32 threads.
 
 On a GPU the sum is a fixed tree of ``shfl_down_sync`` steps whose root (lane 0) is broadcast back with
 ``shfl_sync``: no shared memory, no block barrier, and the same order of additions on every run, so results
@@ -92,6 +93,12 @@ if SIM:
         return s
 
     @cuda.jit(device=True)
+    def warp_max(x, scratch, lane, w):
+        """Largest ``x`` over the warp's 32 lanes (a NaN anywhere gives NaN), the same on every lane."""
+        xs, _ = _warp_values(x, 0.0, scratch, lane, w)
+        return float(xs.max())
+
+    @cuda.jit(device=True)
     def warp_sync():
         """Barrier and memory fence for the lanes of a warp (the whole block under the simulator)."""
         cuda.syncthreads()
@@ -148,6 +155,20 @@ else:
         x += cuda.shfl_down_sync(FULL_MASK, x, 4)
         x += cuda.shfl_down_sync(FULL_MASK, x, 2)
         x += cuda.shfl_down_sync(FULL_MASK, x, 1)
+        return cuda.shfl_sync(FULL_MASK, x, 0)
+
+    @cuda.jit(device=True, inline=True)
+    def _max_nan(a, b):
+        return a if a > b or a != a else b
+
+    @cuda.jit(device=True, inline=True)
+    def warp_max(x, scratch, lane, w):
+        """Largest ``x`` over the warp's 32 lanes (a NaN anywhere gives NaN), the same on every lane."""
+        x = _max_nan(x, cuda.shfl_down_sync(FULL_MASK, x, 16))
+        x = _max_nan(x, cuda.shfl_down_sync(FULL_MASK, x, 8))
+        x = _max_nan(x, cuda.shfl_down_sync(FULL_MASK, x, 4))
+        x = _max_nan(x, cuda.shfl_down_sync(FULL_MASK, x, 2))
+        x = _max_nan(x, cuda.shfl_down_sync(FULL_MASK, x, 1))
         return cuda.shfl_sync(FULL_MASK, x, 0)
 
     @cuda.jit(device=True, inline=True)
