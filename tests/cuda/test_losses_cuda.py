@@ -94,8 +94,8 @@ def test_info_nce_inbatch_zero_row_matches_cpu(rng, backend):
 # chunks of S: 3 + 3 + 1 rows (a partial last one), or all rows at once
 @pytest.mark.parametrize("rows, dtype", [(3, np.float64), (3, np.float32), (40, np.float32)])
 def test_info_nce_inbatch_in_chunks_matches_cpu(rng, monkeypatch, rows, dtype):
-    """The CUDA in-batch path takes S = A Pᵀ in chunks of rows (IB_CHUNK_BYTES): the statistics over all chunks
-    first, then the gradients chunk by chunk. Any chunking gives the CPU's losses and gradients (to rounding),
+    """The CUDA in-batch path takes S = A Pᵀ in chunks of rows (IB_CHUNK_BYTES), and its column kernels take a
+    chunk's rows in parts (IB_PART_ROWS): the statistics over all chunks first, then the gradients chunk by chunk. Any chunking gives the CPU's losses and gradients (to rounding),
     with a zero row (clamped pairs) and both reductions."""
     if not fb.cuda_available():
         pytest.skip(fb.cuda_status()[1])
@@ -103,6 +103,8 @@ def test_info_nce_inbatch_in_chunks_matches_cpu(rng, monkeypatch, rows, dtype):
 
     B, D = 7, 6
     monkeypatch.setattr(kc, "IB_CHUNK_BYTES", rows * B * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(kc, "IB_PART_ROWS", 2)  # column sums over parts of 2 rows: 2 parts of a 3-row chunk, 4 of 7
+    monkeypatch.setattr(kc, "TILE", (4, 2))
     A, P = rng.standard_normal((2, B, D)).astype(dtype)
     A[4] = 0
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)

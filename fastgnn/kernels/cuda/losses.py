@@ -364,14 +364,16 @@ def dense_slot_grad(A, N, coef_u, coef_v, gN):
 
 # --------------------------------------------------------------------------- InfoNCE, in-batch (GEMMs)
 # The device twin of ``losses/contrastive.py:_inbatch_exact``: the raw dots S = A Pᵀ by the register-tiled GEMM
-# (``autograd.matmul``, in the inputs' dtype, as BLAS does on the CPU path), per-row and per-column log-sum-exps
-# over S, the coefficients U = dL/dS (scaled back through the cosine's denominators) written over S, then two
+# (``autograd.matmul``, in the inputs' dtype, as BLAS does on the CPU path), per-row log-sum-exps over S (a warp per
+# row) and per-column ones (a thread per column and part of the rows, parts merged in order), the coefficients U = dL/dS (scaled back through the cosine's denominators) written over S, then two
 # GEMMs, gA = U P and gP = Uᵀ A, and the cosine's radial terms. S is taken in chunks of rows (at most IB_CHUNK_BYTES
 # each): a pass over the chunks for the statistics, a second for the gradients (with one chunk, S is kept between
-# them). Every sum has a fixed order (warp trees per row, rows in order per column, chunks in order): the same
-# bits on every run.
+# them). Every sum has a fixed order (warp trees per row; per column, rows in order within a part, then parts and
+# chunks in order): the same bits on every run.
 IB_CHUNK_BYTES = 1 << 31  # bytes of one chunk of S (tests lower it: several chunks)
 IB_BLOCK = 32 if SIM else 128  # threads per block of the row kernels: a row per warp
+IB_PARTS = 64  # most row parts of the column kernels (a thread per column and part; parts merged in order)
+IB_PART_ROWS = 64  # fewest rows per part
 _IB_SCRATCH = scratch_size(IB_BLOCK)
 
 
@@ -440,20 +442,41 @@ def _ib_rows(S, r0, na2, np2, inv_tau, cosine, row_lse, row_loss, zdiag):
 
 
 @cuda.jit
-def _ib_cols(S, inv_tau, col_m, col_t):
-    """Column j (a thread; coalesced rows): the running log-sum-exp of s/τ over the chunk's rows, in order."""
-    j = cuda.grid(1)
-    if j >= S.shape[1]:
+def _ib_cols(S, inv_tau, per, pm, pt):
+    """Column j, part k (a thread; a warp reads consecutive columns): the log-sum-exp of s/τ over the chunk's
+    rows k·per .. (k+1)·per - 1, in order, as (max, shifted sum) in pm[k, j], pt[k, j]."""
+    j, k = grid2()
+    if j >= S.shape[1] or k >= pm.shape[0]:
         return
-    m = col_m[j]
-    t = col_t[j]
-    for il in range(S.shape[0]):
+    m = -math.inf
+    t = 0.0
+    for il in range(k * per, min(S.shape[0], (k + 1) * per)):
         z = mul_rn(float64(S[il, j]), inv_tau)
         if z > m:
             t = t * math.exp(m - z) + 1.0
             m = z
         else:
             t += math.exp(z - m)
+    pm[k, j] = m
+    pt[k, j] = t
+
+
+@cuda.jit
+def _ib_cols_merge(pm, pt, col_m, col_t):
+    """Column j: the running (max, shifted sum) merged with each part's, parts in order."""
+    j = cuda.grid(1)
+    if j >= col_m.shape[0]:
+        return
+    m = col_m[j]
+    t = col_t[j]
+    for k in range(pm.shape[0]):
+        if pt[k, j] > 0.0:
+            mk = pm[k, j]
+            if mk > m:
+                t = t * math.exp(m - mk) + pt[k, j]
+                m = mk
+            else:
+                t += pt[k, j] * math.exp(mk - m)
     col_m[j] = m
     col_t[j] = t
 
@@ -467,18 +490,30 @@ def _ib_col_finish(col_m, col_t, zdiag, col_lse, col_loss):
 
 
 @cuda.jit
-def _ib_col_radial(S, r0, na2, np2, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric, col_v):
-    """Column j (a thread): col_v[j] += Σ_i g_ij s_ij / |p_j|² over the chunk's rows with an unclamped pair."""
-    j = cuda.grid(1)
-    if j >= S.shape[1]:
+def _ib_col_radial(S, r0, per, na2, np2, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric, parts):
+    """Column j, part k (a thread): parts[k, j] = Σ_i g_ij s_ij / |p_j|² over the part's rows of the chunk with an
+    unclamped pair, in order."""
+    j, k = grid2()
+    if j >= S.shape[1] or k >= parts.shape[0]:
         return
-    acc = col_v[j]
-    for il in range(S.shape[0]):
+    acc = 0.0
+    for il in range(k * per, min(S.shape[0], (k + 1) * per)):
         i = r0 + il
         if _ib_den(na2, np2, i, j) > EPS:
             s = float64(S[il, j])
             acc += _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric) * s / np2[j]
-    col_v[j] = acc
+    parts[k, j] = acc
+
+
+@cuda.jit
+def _add_parts(parts, out):
+    """out[j] += Σ_k parts[k, j], parts in order."""
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        acc = out[j]
+        for k in range(parts.shape[0]):
+            acc += parts[k, j]
+        out[j] = acc
 
 
 @cuda.jit
@@ -538,6 +573,8 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
     R = max(1, min(B, IB_CHUNK_BYTES // max(B * np.dtype(dA.dtype).itemsize, 1)))
     chunks = [(r0, min(B, r0 + R)) for r0 in range(0, B, R)]
     S = cuda.device_array((R, B), dA.dtype)
+    per = max(IB_PART_ROWS, -(-R // IB_PARTS))  # the column kernels' rows per thread
+    pm, pt = cuda.device_array((-(-R // per), B), f64), cuda.device_array((-(-R // per), B), f64)
     row_lse, row_loss, zdiag = (cuda.device_array(B, f64) for _ in range(3))
     col_lse, col_loss = full(B, 0.0), full(B, 0.0)
     col_m, col_t = full(B, -math.inf), full(B, 0.0)
@@ -552,7 +589,8 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
     for r0, r1 in chunks:
         Sc = similarities(r0, r1)
         if symmetric:
-            launch1(_ib_cols, B, Sc, inv_tau, col_m, col_t)
+            launch2(_ib_cols, pm.shape[0], B, Sc, inv_tau, per, pm, pt)
+            launch1(_ib_cols_merge, B, pm, pt, col_m, col_t)
     if symmetric:
         launch1(_ib_col_finish, B, col_m, col_t, zdiag, col_lse, col_loss)
     gA = cuda.device_array((B, D), dA.dtype)
@@ -562,8 +600,9 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
     for c, (r0, r1) in enumerate(chunks):
         Sc = S[:r1 - r0] if len(chunks) == 1 else similarities(r0, r1)  # one chunk: S still holds them
         if cosine:
-            launch1(_ib_col_radial, B, Sc, r0, na2, np2, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric,
-                    col_v)
+            launch2(_ib_col_radial, pm.shape[0], B, Sc, r0, per, na2, np2, inv_tau, row_lse, col_lse, row_scale,
+                    col_scale, symmetric, pm)
+            launch1(_add_parts, B, pm, col_v)
         _ib_rows_launch(_ib_coefficients, r1 - r0, Sc, r0, na2, np2, inv_tau, cosine, row_lse, col_lse, row_scale,
                         col_scale, symmetric, row_v)
         matmul(Sc, dP, gA[r0:r1])
