@@ -507,7 +507,6 @@ class Graph:
         return self._cache["device_self_loops"]
 
 
-
 class _DeviceGraph(Graph):
     """A :class:`Graph` whose CSR arrays were built on the CUDA device (GRACE's dropped-edge views).
 
