@@ -306,9 +306,8 @@ def embedding(table, ids):
     W = table.size // max(N, 1)
     flat_ids = ids.reshape(ids.size)
     B = flat_ids.shape[0]
-    out = empty(tuple(ids.shape) + tuple(table.shape[1:]), table.dtype)
-    if out.size:
-        kernels().gather_rows(table.reshape(N, W), flat_ids, out.reshape(B, W))
+    out = backend.kernels("trainer", "cuda").gather_rows(table.reshape(N, W), flat_ids)
+    out = out.reshape(tuple(ids.shape) + tuple(table.shape[1:]))
 
     def back(g):
         dense = empty(tuple(table.shape), table.dtype)

@@ -446,14 +446,11 @@ class Graph:
             out = _backend.kernels("graph", "cuda").drop_edges(*self.device_arrays(), self._weighted,
                                                                 *self._cache["device_edge_plan"], seed, p)
             return _DeviceGraph(*out, self._weighted, self.directed)
-        k = _backend.kernels("graph", "cpu")
+        src, dst, w = self.edges() if plan is None else (None, None, None)
+        keep = np.empty(plan[1].size if plan is not None else src.size, np.bool_)
+        _backend.kernels("graph", "cpu").edge_keeps(np.uint64(seed), float(p), keep)
         if plan is not None:  # sorted rows, no self-loops, symmetric arcs: filter the CSR arrays directly
-            keep = np.empty(plan[1].size, np.bool_)
-            k.edge_keeps(np.uint64(seed), float(p), keep)
             return self._keep_edges(keep)
-        src, dst, w = self.edges()
-        keep = np.empty(src.size, np.bool_)
-        k.edge_keeps(np.uint64(seed), float(p), keep)
         return Graph.from_edges(src[keep], dst[keep], num_nodes=self.num_nodes,
                                 weights=None if self.weights is None else w[keep], symmetrize=not self.directed)
 

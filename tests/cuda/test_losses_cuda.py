@@ -95,8 +95,9 @@ def test_info_nce_inbatch_zero_row_matches_cpu(rng, backend):
 @pytest.mark.parametrize("rows, dtype", [(3, np.float64), (3, np.float32), (40, np.float32)])
 def test_info_nce_inbatch_in_chunks_matches_cpu(rng, monkeypatch, rows, dtype):
     """The CUDA in-batch path takes S = A Pᵀ in chunks of rows (IB_CHUNK_BYTES), and its column kernels take a
-    chunk's rows in parts (IB_PART_ROWS): the statistics over all chunks first, then the gradients chunk by chunk. Any chunking gives the CPU's losses and gradients (to rounding),
-    with a zero row (clamped pairs) and both reductions."""
+    chunk's rows in parts (IB_PART_ROWS): the statistics over all chunks first, then the gradients chunk by chunk.
+    Any chunking gives the CPU's losses and gradients (to rounding), with a zero row (clamped pairs) and both
+    reductions."""
     if not fb.cuda_available():
         pytest.skip(fb.cuda_status()[1])
     from fastgnn.kernels.cuda import losses as kc

@@ -2,8 +2,8 @@
 
 The parameters, Adam's state, the node features and the encoder's forward and backward stay on the device for the
 whole of ``fit``; the feature masks are drawn on the host with the CPU path's RNG calls, and the dropped-edge views
-and the negatives on the device by the twins of the CPU path's kernels, so a seed gives the CPU run's history to rounding. Tiny graph and widths: under NUMBA_ENABLE_CUDASIM=1 every GPU thread is a
-Python thread.
+and the negatives on the device by the twins of the CPU path's kernels, so a seed gives the CPU run's history to
+rounding. Tiny graph and widths: under NUMBA_ENABLE_CUDASIM=1 every GPU thread is a Python thread.
 """
 import numpy as np
 import pytest

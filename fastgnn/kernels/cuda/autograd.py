@@ -27,8 +27,8 @@ nothing is returned, and an input with a zero dimension launches nothing. The Nu
   order, rounded once) and :func:`axis_spread` (their backward, bit for bit); :func:`axis_softmax` and
   :func:`axis_softmax_back` (softmax / log-softmax, max-shifted, float64 sums; NaN lines stay NaN);
   :func:`copy_block` (``concat`` and its split).
-* :func:`gather_rows` (``table[ids]``) and :func:`grouped_row_sums` (its dense gradient from the ids grouped by a
-  stable sort: ``np.add.at``'s sums in its order, bit for bit).
+* :func:`grouped_row_sums`: the dense gradient of ``table[ids]`` from the ids grouped by a stable sort
+  (``np.add.at``'s sums in its order, bit for bit); the gather itself is ``kernels/cuda/trainer.py:gather_rows``.
 
 The flat kernels take 1-d views (``.reshape(-1)``) and run one thread per element on a 1-d grid of
 ``THREADS``-thread blocks; the 2-d ones run one thread per element on a (columns, rows) grid of ``TILE``
@@ -670,14 +670,7 @@ def copy_block(src, dst, off, into=True):
     _launch1(_copy_block, src.size, src, dst, np.int64(off), bool(into))
 
 
-# --------------------------------------------------------------------------- embedding rows
-@cuda.jit(cache=True)
-def _gather_rows(table, ids, out):
-    j, b = grid2()
-    if b < out.shape[0] and j < out.shape[1]:
-        out[b, j] = table[ids[b], j]
-
-
+# --------------------------------------------------------------------------- embedding gradient
 @cuda.jit(cache=True)
 def _grouped_row_sums(g, pos, starts, out):
     """out[r, j] = Σ g[pos[k], j] over k in starts[r]:starts[r + 1], added in that order to 0 in the dtype."""
@@ -687,11 +680,6 @@ def _grouped_row_sums(g, pos, starts, out):
         for k in range(starts[r], starts[r + 1]):
             s += g[pos[k], j]
         out[r, j] = s
-
-
-def gather_rows(table, ids, out):
-    """``out = table[ids]`` for table [N, W], ids [B] (in range), out [B, W]."""
-    _launch2(_gather_rows, out.shape[0], out.shape[1], table, ids, out)
 
 
 def grouped_row_sums(g, pos, starts, out):

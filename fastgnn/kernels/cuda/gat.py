@@ -27,8 +27,8 @@ Backward, :func:`gat_backward`:
 * the scatters into columns (``np.add.at(dh, cols, alpha g_i)``, ``np.add.at(ds, cols, dz)``) are gathers over
   the transpose, **not atomics**: :func:`gat_transpose` sorts the arcs stably by column and gives each arc its
   row (``graph.arcs_by_column``: ``arrays.sort_keys`` and ``arrays.key_starts``). :func:`_col_grads` then runs a
-  (columns, rows) grid over the ``H*F`` columns and the nodes ``j``: ``dh_j = Σ alpha_ij g_i`` over the arcs into ``j``,
-  ``ds_j = Σ dz_ij``, and ``dh_j += ds_j a_src + dt_j a_dst``. The arcs into a column are taken in ascending arc
+  (columns, rows) grid over the ``H*F`` columns and the nodes ``j``: ``dh_j = Σ alpha_ij g_i`` over the arcs into
+  ``j``, ``ds_j = Σ dz_ij``, and ``dh_j += ds_j a_src + dt_j a_dst``. The arcs into a column are taken in ascending arc
   order, the order of ``np.add.at``, so the results do not depend on scheduling (same bits on every run). The
   transpose depends on the graph only: callers that run many steps on one graph build it once and pass it
   (``transpose=``);

@@ -23,14 +23,14 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from . import arrays
+from .grid import shape1
 from .rng import uniform
 
 THREADS = 128  # threads per block of the 1-d launches
 
 
 def _grid(n):
-    t = max(1, min(THREADS, n))
-    return (n + t - 1) // t, t
+    return shape1(n, THREADS)
 
 
 # --------------------------------------------------------------------------- edge dropping
@@ -64,8 +64,8 @@ def drop_edges(indptr, indices, weights, has_w, arc_edge, edge_arc, seed, p):
     """``(indptr [N + 1] int64, indices [E], weights)`` of the graph keeping the edges with
     ``uniform(seed, e, 0) >= p``: the CPU's ``keep_arcs`` of ``edge_keeps``. ``indices`` (and ``weights`` when
     ``has_w``) have the input's capacity ``E``: the first ``indptr[N]`` entries are the kept arcs, the rest of
-    ``indices`` is -1 (padding, which ``arrays.sort_keys`` drops). ``weights`` is the input's size-1 placeholder
-    when unweighted."""
+    ``indices`` is -1 (unused capacity, which ``arrays.sort_keys`` drops). An unweighted graph's ``weights`` is
+    its one-element ones array, passed through (the kernels read no weights then)."""
     m = indices.shape[0]
     n = indptr.shape[0] - 1
     pos = cuda.device_array(m + 1, np.int64)

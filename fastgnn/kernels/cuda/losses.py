@@ -365,11 +365,12 @@ def dense_slot_grad(A, N, coef_u, coef_v, gN):
 # --------------------------------------------------------------------------- InfoNCE, in-batch (GEMMs)
 # The device twin of ``losses/contrastive.py:_inbatch_exact``: the raw dots S = A Pᵀ by the register-tiled GEMM
 # (``autograd.matmul``, in the inputs' dtype, as BLAS does on the CPU path), per-row log-sum-exps over S (a warp per
-# row) and per-column ones (a thread per column and part of the rows, parts merged in order), the coefficients U = dL/dS (scaled back through the cosine's denominators) written over S, then two
-# GEMMs, gA = U P and gP = Uᵀ A, and the cosine's radial terms. S is taken in chunks of rows (at most IB_CHUNK_BYTES
-# each): a pass over the chunks for the statistics, a second for the gradients (with one chunk, S is kept between
-# them). Every sum has a fixed order (warp trees per row; per column, rows in order within a part, then parts and
-# chunks in order): the same bits on every run.
+# row) and per-column ones (a thread per column and part of the rows, parts merged in order), the coefficients
+# U = dL/dS (scaled back through the cosine's denominators) written over S, then two GEMMs, gA = U P and
+# gP = Uᵀ A, and the cosine's radial terms (``autograd.add_scaled_rows``). S is taken in chunks of rows (at most
+# IB_CHUNK_BYTES each): a pass over the chunks for the statistics, a second for the gradients (with one chunk, S is
+# kept between them). Every sum has a fixed order (warp trees per row; per column, rows in order within a part, then
+# parts and chunks in order): the same bits on every run.
 IB_CHUNK_BYTES = 1 << 31  # bytes of one chunk of S (tests lower it: several chunks)
 IB_BLOCK = 32 if SIM else 128  # threads per block of the row kernels: a row per warp
 IB_PARTS = 64  # most row parts of the column kernels (a thread per column and part; parts merged in order)
@@ -544,14 +545,6 @@ def _ib_coefficients(S, r0, na2, np2, inv_tau, cosine, row_lse, col_lse, row_sca
         row_v[i] = rv
 
 
-@cuda.jit
-def _ib_radial(G, X, coef):
-    """G[i] -= dtype(coef[i]) X[i] (a thread per element)."""
-    t, i = grid2()
-    if i < G.shape[0] and t < G.shape[1]:
-        G[i, t] -= G.dtype.type(coef[i]) * X[i, t]
-
-
 def _ib_rows_launch(kernel, rows, *args):
     if rows:
         kernel[-(-32 * rows // IB_BLOCK), IB_BLOCK](*args)
@@ -563,7 +556,7 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
     ``row_loss`` / ``col_loss`` are float64 [B] (``col_loss`` is zeros unless ``symmetric``); the item loss is
     ``row_loss`` or, symmetric, ``(row_loss + col_loss) / 2``. ``row_scale`` / ``col_scale``: float64 device [B].
     """
-    from .autograd import add, matmul
+    from .autograd import add, add_scaled_rows, matmul, scale
 
     B, D = dA.shape
     f64 = np.float64
@@ -609,9 +602,10 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
         matmul(Sc, dA[r0:r1], gP if c == 0 else part, trans_a=True)
         if c:
             add(gP.reshape(B * D), part.reshape(B * D), gP.reshape(B * D))
-    if cosine:
-        launch2(_ib_radial, B, D, gA, dA, row_v)
-        launch2(_ib_radial, B, D, gP, dP, col_v)
+    if cosine:  # the radial terms, g[i] -= v[i] x[i]: v negated in place, then added as row scales
+        for G, X, v in ((gA, dA, row_v), (gP, dP, col_v)):
+            scale(v, -1.0, v)
+            add_scaled_rows(G, v, X)
     return row_loss, col_loss, gA, gP
 
 
