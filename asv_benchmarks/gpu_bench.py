@@ -1,7 +1,7 @@
 """GPU figures for the CUDA backend (issue 8): fastgnn on CUDA beside fastgnn's CPU backend and PyTorch CUDA,
 all on the same machine, ratios from one run.
 
-    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu] [--kernel-times]
+    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu] [--kernel-times] [--pool]
 
 Cases (all by default):
 
@@ -32,7 +32,9 @@ Cases (all by default):
 Times are medians of 5 timed batches (each batch at least ~0.2 s of calls, the device synchronised before
 and after; JIT compilation and first-touch allocation happen in an untimed warm-up call). ``--smoke`` shrinks
 every size so the script runs in seconds (also under ``NUMBA_ENABLE_CUDASIM=1``). Each case also checks its
-answer against the peer (or the CPU backend) and prints the largest relative difference.
+answer against the peer (or the CPU backend) and prints the largest relative difference. ``--pool`` runs
+every case with fastgnn's stream-ordered device memory pool (``FASTGNN_CUDA_POOL=1``); compare a run with
+it against one without, on the same warm machine.
 """
 import argparse
 import json
@@ -725,6 +727,9 @@ def main(argv=None):
     ap.add_argument("--kernel-times", action="store_true",
                     help="gcn, grace: also time each kernel of a 2-epoch device fit (launches synchronised one "
                          "by one)")
+    ap.add_argument("--pool", action="store_true",
+                    help="allocate through fastgnn's stream-ordered device memory pool (FASTGNN_CUDA_POOL=1; "
+                         "takes effect only if this process has not opened the GPU yet)")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:
@@ -733,6 +738,8 @@ def main(argv=None):
     SMOKE = args.smoke
     from fastgnn import backend
 
+    if args.pool:
+        os.environ[backend.POOL_ENV_VAR] = "1"
     ok, why = backend.cuda_status()
     if args.cpu_only:
         ok, args.cases, SYNC = True, ["skipgram"], False
@@ -745,6 +752,7 @@ def main(argv=None):
         dev = cuda.get_current_device()
         print(f"device: {dev.name.decode() if isinstance(dev.name, bytes) else dev.name}, "
               f"cc {dev.compute_capability}, {dev.MULTIPROCESSOR_COUNT} SMs; cpu cores {os.cpu_count()}")
+        print(f"device memory: {backend.cuda_pool_info()['reason']}")
     import numba
 
     torch = _torch()
@@ -762,10 +770,13 @@ def main(argv=None):
             failed.append(name)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(rows=ROWS, bandwidth=BANDWIDTH, failed=failed), fh, indent=1)
+            json.dump(dict(rows=ROWS, bandwidth=BANDWIDTH, failed=failed, pool=backend.cuda_pool_info()), fh,
+                      indent=1)
     print("\nsummary")
     for r in ROWS:
         print(f"{r['case']:9s} {r['impl']:44s} {r['median_ms']:11.3f} ms  {r['extra']}")
+    if backend.cuda_pool_requested():
+        print(f"device memory pool: {backend.cuda_pool_info()}")
     return 1 if failed else 0
 
 

@@ -36,10 +36,15 @@ __all__ = [
     "cuda_available",
     "available_backends",
     "kernels",
+    "cuda_pool_info",
+    "cuda_pool_requested",
 ]
 
 BACKENDS = ("cpu", "cuda", "auto")
 ENV_VAR = "FASTGNN_BACKEND"
+POOL_ENV_VAR = "FASTGNN_CUDA_POOL"
+_POOL_ON = ("1", "true", "yes", "on")
+_POOL_OFF = ("", "0", "false", "no", "off")
 
 _global_choice: str | None = None
 
@@ -116,9 +121,15 @@ def _probe_gpu(cuda) -> tuple[bool, str]:
     except Exception as exc:  # pragma: no cover - depends on the machine
         return False, f"the CUDA driver could not be initialised: {exc}"
     if ok:
+        from fastgnn import _cuda_pool
+
+        _cuda_pool.install()  # before the context opens: its memory manager is fixed then
         try:
             dev = cuda.get_current_device()
             name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+            if _cuda_pool.requested():
+                state = _cuda_pool.info()
+                return True, f"GPU {name}; memory pool {'on' if state['active'] else 'off'}: {state['reason']}"
             return True, f"GPU {name}"
         except Exception as exc:  # pragma: no cover - depends on the machine
             return False, f"a CUDA device was reported but could not be opened: {exc}"
@@ -135,6 +146,34 @@ def _probe_gpu(cuda) -> tuple[bool, str]:
     if count == 0:
         return False, "the CUDA driver found no GPU device"
     return False, "no usable CUDA device (numba.cuda.is_available() is False)"  # pragma: no cover
+
+
+def cuda_pool_requested() -> bool:
+    """Whether ``FASTGNN_CUDA_POOL`` asks for the device memory pool (``1/true/yes/on``; unset or
+    ``0/false/no/off``: no; anything else is a ``ValueError``)."""
+    raw = os.environ.get(POOL_ENV_VAR, "")
+    key = raw.strip().lower()
+    if key in _POOL_ON:
+        return True
+    if key in _POOL_OFF:
+        return False
+    raise ValueError(f"{POOL_ENV_VAR}: expected one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def cuda_pool_info() -> dict:
+    """State of the opt-in stream-ordered device memory pool (``FASTGNN_CUDA_POOL=1``).
+
+    ``{"requested", "active", "reason"}``, plus, once a CUDA context uses the pool, the allocation counters
+    and the pool's reserved / in-use / peak bytes. Creates no CUDA context. See ``fastgnn._cuda_pool``.
+    """
+    if importlib.util.find_spec("numba_cuda") is None:
+        return {"requested": cuda_pool_requested(), "active": False, "reason": "numba-cuda is not installed"}
+    if simulator_enabled():
+        return {"requested": cuda_pool_requested(), "active": False,
+                "reason": "the CUDA simulator has no device memory to pool"}
+    from fastgnn import _cuda_pool
+
+    return _cuda_pool.info()
 
 
 def cuda_available() -> bool:
