@@ -768,10 +768,10 @@ def main(argv=None):
             traceback.print_exc()
             print(f"FAILED {name}: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(dict(rows=ROWS, bandwidth=BANDWIDTH, failed=failed, pool=backend.cuda_pool_info()), fh,
-                      indent=1)
+        if args.json:  # after every case: a run stopped at its time limit keeps the cases it finished
+            with open(args.json, "w") as fh:
+                json.dump(dict(rows=ROWS, bandwidth=BANDWIDTH, failed=failed, pool=backend.cuda_pool_info()), fh,
+                          indent=1)
     print("\nsummary")
     for r in ROWS:
         print(f"{r['case']:9s} {r['impl']:44s} {r['median_ms']:11.3f} ms  {r['extra']}")
