@@ -44,42 +44,28 @@ _KEEP_ALL = 2**64 - 1
 _install_note = "not requested"
 
 
-def _api():
-    """The driver-API object every call here goes through (a test swaps it for a recording fake)."""
-    return _drv.driver
+def _free(ptr):
+    """The pending-free queue's destructor of a pool block (``driver`` looked up per call: tests swap it)."""
+    try:
+        _drv.driver.cuMemFreeAsync(ptr, _STREAM)
+    except _drv.CudaAPIError as exc:
+        if exc.code not in _GONE:  # at interpreter exit the context may already be gone: nothing to free
+            raise
 
 
-def _dtor(name, *stream):
-    """The pending-free queue's destructor for one driver call: ``cuMemFreeAsync`` (pool) or ``cuMemFree``."""
-
-    def dtor(ptr):
-        try:
-            getattr(_api(), name)(ptr, *stream)
-        except _drv.CudaAPIError as exc:
-            if exc.code not in _GONE:  # at interpreter exit the context may already be gone: nothing to free
-                raise
-
-    dtor.__name__ = name
-    return dtor
-
-
-_free = _dtor("cuMemFreeAsync", _STREAM)
-_cumemfree = _dtor("cuMemFree")
-
-
-def _finalizer(manager, ptr, alloc_key, size, dtor):
+def _finalizer(manager, ptr, alloc_key, size):
     allocations = manager.allocations
     deallocations = manager.deallocations
 
     def core():
         if allocations:
             allocations.pop(alloc_key, None)
-        deallocations.add_item(dtor, ptr, size)  # the same queue as Numba's, so defer_cleanup() holds frees
+        deallocations.add_item(_free, ptr, size)  # the same queue as Numba's, so defer_cleanup() holds frees
 
     return core
 
 
-class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
+class StreamOrderedPool(_drv.NumbaCUDAMemoryManager):
     """Numba EMM plugin: device memory from the default memory pool, allocated and freed stream-ordered.
 
     Attributes
@@ -90,6 +76,8 @@ class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
         One sentence: what the plugin allocates with, and why.
     pool_allocations, driver_allocations
         How many allocations each path has served (for benchmarks and tests).
+
+    Without a pool every call is Numba's own (``NumbaCUDAMemoryManager``: ``cuMemAlloc`` / ``cuMemFree``).
     """
 
     def __init__(self, *args, **kwargs):
@@ -100,17 +88,12 @@ class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
         self.driver_allocations = 0
         self._ready = False
 
-    @property
-    def interface_version(self):
-        return _drv._SUPPORTED_EMM_INTERFACE_VERSION
-
     def initialize(self):
-        if self.deallocations.memory_capacity == _drv._SizeNotSet:
-            self.deallocations.memory_capacity = self.get_memory_info().total
+        super().initialize()  # the pending-free queue's capacity
         if self._ready:
             return
         self._ready = True
-        api = _api()
+        api = _drv.driver
         dev = self.context.device.id
         try:
             supported = api.cuDeviceGetAttribute(
@@ -127,22 +110,19 @@ class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
         self.reason = f"stream-ordered pool of device {dev} (cuMemAllocAsync/cuMemFreeAsync, legacy stream)"
 
     def memalloc(self, size):
-        api = _api()
         if self.pool is None:
-            ptr = self._attempt_allocation(lambda: api.cuMemAlloc(size))
-            dtor = _cumemfree
             self.driver_allocations += 1
-        else:
-            ptr = self._alloc_async(api, size)
-            dtor = _free
-            self.pool_allocations += 1
+            return super().memalloc(size)
+        ptr = self._alloc_async(size)
+        self.pool_allocations += 1
         alloc_key = int(ptr)
         ctx = weakref.proxy(self.context)
-        mem = _drv.AutoFreePointer(ctx, ptr, size, finalizer=_finalizer(self, ptr, alloc_key, size, dtor))
+        mem = _drv.AutoFreePointer(ctx, ptr, size, finalizer=_finalizer(self, ptr, alloc_key, size))
         self.allocations[alloc_key] = mem
         return mem.own()
 
-    def _alloc_async(self, api, size):
+    def _alloc_async(self, size):
+        api = _drv.driver
         try:
             return api.cuMemAllocAsync(size, _STREAM)
         except _drv.CudaAPIError as exc:
@@ -155,22 +135,18 @@ class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
         api.cuMemPoolTrimTo(self.pool, 0)
         return api.cuMemAllocAsync(size, _STREAM)
 
-    def get_memory_info(self):
-        free, total = _api().cuMemGetInfo()
-        return _drv.MemoryInfo(free=free, total=total)
-
     def get_ipc_handle(self, memory):
-        if self.pool is not None:
-            raise NotImplementedError(
-                "IPC handles of memory from fastgnn's stream-ordered pool are not supported; "
-                f"unset {ENV_VAR} to share device arrays between processes")
+        if self.pool is not None:  # cuIpcGetMemHandle refuses memory of the default pool (not exportable)
+            raise RuntimeError(
+                "device memory from fastgnn's stream-ordered pool cannot be shared with another process "
+                f"(the driver exports no IPC handle for it); unset {ENV_VAR} to share device arrays")
         return super().get_ipc_handle(memory)
 
     def reset(self):
         super().reset()  # drops the registry and flushes the queued frees
         if self.pool is not None:
             try:
-                api = _api()
+                api = _drv.driver
                 api.cuCtxSynchronize()
                 api.cuMemPoolTrimTo(self.pool, 0)
             except _drv.CudaAPIError as exc:
@@ -181,7 +157,7 @@ class StreamOrderedPool(_drv.GetIpcHandleMixin, _drv.HostOnlyCUDAMemoryManager):
         """Counters, and the pool's reserved / in-use / peak bytes when the pool is on."""
         out = {"pool_allocations": self.pool_allocations, "driver_allocations": self.driver_allocations}
         if self.pool is not None:
-            api = _api()
+            api = _drv.driver
             for key, attr in (("reserved_bytes", _ATTR.CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT),
                               ("used_bytes", _ATTR.CU_MEMPOOL_ATTR_USED_MEM_CURRENT),
                               ("used_high_bytes", _ATTR.CU_MEMPOOL_ATTR_USED_MEM_HIGH)):

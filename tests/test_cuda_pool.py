@@ -101,7 +101,7 @@ class FakeContext:
 def fake(monkeypatch):
     def make(**kw):
         d = FakeDriver(**kw)
-        monkeypatch.setattr(cp, "_api", lambda: d)
+        monkeypatch.setattr(drv, "driver", d)  # numba's driver object, which the plugin and numba's own code call
         # numba makes the logger its pending-free queue writes to when the real driver initialises
         monkeypatch.setattr(drv, "_logger", drv.make_logger(), raising=False)
         return d
@@ -150,15 +150,20 @@ def test_alloc_and_free_are_stream_ordered_on_the_legacy_stream(fake):
     assert not d.named("cuMemFree") and not d.named("cuCtxSynchronize")  # nothing waits for the device
 
 
+def queue_frees(mm, n, size):
+    """Allocate ``n`` blocks and drop them inside ``defer_cleanup()``: their frees wait in the queue."""
+    with mm.defer_cleanup():
+        owned = [mm.memalloc(size) for _ in range(n)]
+        del owned
+        gc.collect()
+
+
 def test_defer_cleanup_holds_the_frees(fake):
     d = fake()
     mm = manager()
-    with mm.defer_cleanup():
-        owned = [mm.memalloc(64) for _ in range(15)]
-        del owned
-        gc.collect()
-        assert not d.named("cuMemFreeAsync")
-        assert len(mm.deallocations) == 15
+    queue_frees(mm, 15, 64)
+    assert not d.named("cuMemFreeAsync")  # 15 > the flush count, yet nothing freed while deferred
+    assert len(mm.deallocations) == 15
     mm.deallocations.clear()
     assert len(d.named("cuMemFreeAsync")) == 15
 
@@ -219,17 +224,14 @@ def test_stats_read_the_pool(fake):
                           "reserved_bytes": 1000 + int(a.CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT),
                           "used_bytes": 1000 + int(a.CU_MEMPOOL_ATTR_USED_MEM_CURRENT),
                           "used_high_bytes": 1000 + int(a.CU_MEMPOOL_ATTR_USED_MEM_HIGH)}
-    with pytest.raises(NotImplementedError, match="FASTGNN_CUDA_POOL"):
+    with pytest.raises(RuntimeError, match="FASTGNN_CUDA_POOL"):
         mm.get_ipc_handle(keep)
 
 
 def test_reset_frees_everything_then_trims(fake):
     d = fake()
     mm = manager()
-    with mm.defer_cleanup():
-        owned = [mm.memalloc(16) for _ in range(3)]
-        del owned
-        gc.collect()
+    queue_frees(mm, 3, 16)
     mark = len(d.calls)
     mm.reset()
     assert [n for n, _ in d.calls[mark:]] == ["cuMemFreeAsync"] * 3 + ["cuCtxSynchronize", "cuMemPoolTrimTo"]
