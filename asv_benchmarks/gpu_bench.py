@@ -695,6 +695,46 @@ def _torch_gcn_epoch(torch, g, X, fin, hid, dim, K, dev="cuda"):
     return timeit(epoch, rounds=3, min_batch=0.5)
 
 
+GEMMS = [  # (what, M, K, N, trans_a, trans_b): the products the library runs most
+    ("GCN layer X W", 200_000, 128, 256, False, False),
+    ("weight gradient X^T G (split K)", 128, 200_000, 256, True, False),
+    ("miner block / in-batch S = A P^T", 4096, 128, 16_384, False, True),
+    ("in-batch gA = U P", 16_384, 16_384, 128, False, False),
+]
+
+
+def case_gemm(args):
+    """``kernels/cuda/autograd.py:matmul`` (float32) against ``torch.mm`` with TF32 off, in TFLOP/s."""
+    from numba import cuda
+
+    from fastgnn.kernels.cuda.autograd import matmul
+
+    torch = _torch()
+    for i, (what, M, K, N, ta, tb) in enumerate(GEMMS):
+        if SMOKE:
+            M, K, N = min(M, 70), min(K, 40), min(N, 50)
+        A, kA = randn((K, M) if ta else (M, K), 30 + i)
+        B, kB = randn((N, K) if tb else (K, N), 40 + i)
+        out = cuda.device_array((M, N), np.float32)
+        t = timeit(lambda: matmul(A, B, out, trans_a=ta, trans_b=tb))
+        tf = 2.0 * M * N * K / t[0] / 1e12
+        row("gemm", f"fastgnn {what} {M}x{K}x{N}", t, f"{tf:6.2f} TFLOP/s", tflops=tf)
+        if torch is not None:
+            a, b = torch.as_tensor(A, device="cuda"), torch.as_tensor(B, device="cuda")
+            a, b = (a.t() if ta else a), (b.t() if tb else b)
+            prev = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as fastgnn
+            res = {}
+            tt = timeit(lambda: res.__setitem__("c", torch.mm(a, b)))
+            torch.backends.cuda.matmul.allow_tf32 = prev
+            tft = 2.0 * M * N * K / tt[0] / 1e12
+            row("gemm", f"torch.mm {what}", tt, f"{tft:6.2f} TFLOP/s; fastgnn {tt[0] / t[0]:.2f}x", tflops=tft)
+            print(f"           check: rel diff vs torch {relerr(out.copy_to_host(), res['c'].cpu().numpy()):.2e}",
+                  flush=True)
+            del a, b, res
+        del kA, kB, out
+
+
 def case_dispatch(args):
     from fastgnn import backend
 
@@ -712,7 +752,7 @@ def case_dispatch(args):
 
 CASES = {"copy": case_copy, "dispatch": case_dispatch, "optim": case_optim, "infonce": case_infonce,
          "miner": case_miner, "khop": case_khop, "skipgram": case_skipgram, "gcn": case_gcn, "grace": case_grace,
-         "inbatch": case_inbatch}
+         "inbatch": case_inbatch, "gemm": case_gemm}
 
 
 def main(argv=None):

@@ -26,8 +26,9 @@ unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
 { nvidia-smi -L; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1
 
-# The largest gaps first (GCN epoch 0.07x torch in Run 3), so a step stopped at its limit loses the least.
-timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py gcn grace infonce optim miner inbatch --kernel-times \
+# The largest gaps first (GCN epoch 0.07x torch in Run 3), so a step stopped at its limit loses the least; gemm
+# (a few seconds) first of all: the 8 x 8-register GEMM of the eleventh session under most of the others.
+timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py gemm gcn grace infonce optim miner inbatch --kernel-times \
     --json "$OUT/rows.json" > "$OUT/bench.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench.txt"
 

@@ -151,3 +151,49 @@ def test_word2vec_reads_its_tables_from_l2(compile_ptx):
         ptx, _ = compile_ptx(kernel.py_func, argtypes, cc=CC)
         width = argtypes[7].dtype.bitwidth  # syn0
         assert len(re.findall(rf"ld\.global\.cg\.f{width}\b", ptx)) >= 10, argtypes
+
+
+def _ptxas():
+    """The ptx extra's ptxas (nvidia-cuda-nvcc), else one on PATH, else None."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.find_spec("nvidia.cuda_nvcc") if importlib.util.find_spec("nvidia") else None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "bin" / "ptxas"
+        if path.is_file():
+            return str(path)
+    return shutil.which("ptxas")
+
+
+def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
+    """The GEMM (``kernels/cuda/autograd.py``) keeps each thread's 8 x 8 sums, operands and prefetched slice in
+    local arrays indexed by constants only: they must be registers (no ``.local`` in the PTX), and, where ptxas is
+    at hand, the float32 kernel must fit 128 registers without spills, so that two 256-thread blocks share an SM.
+    (ptxas also merges a thread's 8 A operands into two 16-byte shared loads, ``LDS.128`` in the SASS; that
+    needs a disassembler to see, which the ptx extra does not install.)"""
+    import re
+    import subprocess
+
+    from numba import boolean, float32, float64
+    from numba import int64 as numba_int64
+
+    from fastgnn.kernels.cuda import autograd as ka
+
+    ptxas = _ptxas()
+    for dtype in (float32, float64):
+        arr = dtype[:, ::1]
+        for kernel, out, extra in ((ka._matmul, arr, ()), (ka._matmul_split, dtype[:, :, ::1], (numba_int64,))):
+            sig = (arr, arr, out, boolean, boolean) + extra
+            ptx, _ = compile_ptx(kernel.py_func, sig, cc=CC)
+            name = f"{kernel.py_func.__name__}[{dtype}]"
+            assert ".local" not in ptx, name
+            if ptxas is None or dtype is float64:
+                continue
+            src = tmp_path / "gemm.ptx"
+            src.write_text(ptx)
+            res = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(src), "-o", str(tmp_path / "g.o")],
+                                 capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+            regs = int(re.search(r"Used (\d+) registers", res.stderr).group(1))
+            assert regs <= 128 and "0 bytes spill stores" in res.stderr, (name, res.stderr)

@@ -25,17 +25,22 @@ def ka():
 
 @pytest.fixture
 def small(ka, monkeypatch, rejit):
-    """Blocks small enough that the test inputs span several of them (the GEMM: 4 x 4 threads, 16 x 16 tiles,
-    K slices of 4). The kernels read the GEMM and column-sum constants, so on a GPU they are compiled afresh."""
+    """Blocks small enough that the test inputs span several of them (the GEMM: 4 x 4 threads of 4 x 4 outputs,
+    16 x 16 tiles, K slices of 4). The kernels read the GEMM and column-sum constants, so on a GPU they are
+    compiled afresh."""
     monkeypatch.setattr(ka, "THREADS", 8)
     monkeypatch.setattr(ka, "TILE", (4, 2))
     monkeypatch.setattr(ka, "MM_TX", 4)
     monkeypatch.setattr(ka, "MM_TY", 4)
+    monkeypatch.setattr(ka, "MM_R", 4)
     monkeypatch.setattr(ka, "MM_BK", 4)
     monkeypatch.setattr(ka, "MM_BM", 16)
     monkeypatch.setattr(ka, "MM_BN", 16)
-    monkeypatch.setattr(ka, "MM_A_SHARED", (4, 17))
-    monkeypatch.setattr(ka, "MM_B_SHARED", (4, 17))
+    monkeypatch.setattr(ka, "MM_NT", 16)
+    monkeypatch.setattr(ka, "MM_A_LOADS", 4)
+    monkeypatch.setattr(ka, "MM_B_LOADS", 4)
+    monkeypatch.setattr(ka, "MM_A_SHARED", (4, 20))
+    monkeypatch.setattr(ka, "MM_B_SHARED", (4, 20))
     monkeypatch.setattr(ka, "CS_TX", 4)
     monkeypatch.setattr(ka, "CS_TY", 4)
     monkeypatch.setattr(ka, "CS_MIN_ROWS", 4)
@@ -86,10 +91,10 @@ def test_matmul_small_tiles(rng, small, dtype, trans_a, trans_b):
     (np.float64, True, True, 21, 1),
     (np.float32, True, False, 50, 2), (np.float64, True, False, 50, 2)])  # Aᵀ G, the weight-gradient shape
 def test_matmul_real_tile(rng, ka, monkeypatch, dtype, trans_a, trans_b, K, parts):
-    """2 x 2 tiles of 64 x 64; K = 21: two K slices of 16; K = 50: split in 2 ranges of 32 (MM_SPLIT_MIN_K is read
-    on the host only, so the compiled kernels stay valid)."""
-    monkeypatch.setattr(ka, "MM_SPLIT_MIN_K", 16)
-    M, N = 70, 67
+    """2 x 2 tiles of 128 x 128, the second ones partial; K = 21: K slices of 8, 8 and 5; K = 50: split in 2 ranges
+    of 32 (MM_SPLIT_MIN_K is read on the host only, so the compiled kernels stay valid)."""
+    monkeypatch.setattr(ka, "MM_SPLIT_MIN_K", 24)
+    M, N = 140, 131
     assert ka._split_k(M, N, K) == ((1, K) if parts == 1 else (parts, 32))
     A = _stored(rng, (M, K), trans_a, dtype)
     B = _stored(rng, (K, N), trans_b, dtype)
@@ -127,7 +132,7 @@ def test_split_k_parts_cover_k(ka):
         tiles = -(-M // ka.MM_BM) * -(-N // ka.MM_BN)
         assert parts >= 2 and kchunk % ka.MM_BK == 0 and (parts - 1) * kchunk < K <= parts * kchunk
         assert parts * tiles <= ka.MM_SPLIT_BLOCKS and kchunk >= ka.MM_SPLIT_MIN_K
-    assert ka._split_k(128, 256, 200_000) == (64, 3136)
+    assert ka._split_k(128, 256, 200_000) == (194, 1032)  # 2 tiles of 128 x 128
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -26,12 +26,12 @@ def _script():
 def test_gpu_bench_smoke(tmp_path, capsys):
     out = tmp_path / "rows.json"
     assert _script().main(["--smoke", "copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch",
-                           "--kernel-times",
+                           "gemm", "--kernel-times",
                            "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["failed"] == []
     cases = {r["case"] for r in data["rows"]}
-    assert {"copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch"} <= cases
+    assert {"copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch", "gemm"} <= cases
     assert all(r["median_ms"] > 0 for r in data["rows"])
     kernels = {r["impl"] for r in data["rows"] if r["impl"].startswith("kernel ")}
     assert "kernel autograd._matmul (2 epochs)" in kernels and "kernel optim.adam_flat_guarded (2 epochs)" in kernels

@@ -46,17 +46,26 @@ from .warp import SIM, scratch_size, warp_sum
 THREADS = 256  # threads per block of the flat kernels (tests lower it so tiny inputs span several blocks)
 TILE = (32, 8)  # (columns, rows) per block of the 2-d elementwise kernels
 
-# GEMM: a block of MM_TX x MM_TY threads computes a MM_BM x MM_BN tile of ``out``, each thread a 4 x 4 register
-# block (rows ty + r * MM_TY, columns tx + c * MM_TX, r, c < 4), stepping over K in slices of MM_BK staged in
-# shared memory. MM_BM = 4 * MM_TY and MM_BN = 4 * MM_TX; the shared tiles are K-major, padded by one column
-# (tests change all of these together).
+# GEMM: a block of MM_TX x MM_TY threads computes a MM_BM x MM_BN tile of ``out``, each thread an MM_R x MM_R
+# register block: rows ty * MM_R + r (consecutive, so a thread reads its MM_R values of a shared A row as vector
+# loads) and columns tx + c * MM_TX (strided, so the 32 lanes of a warp store consecutive columns). K advances in
+# slices of MM_BK staged in K-major shared tiles, each row padded by 4 entries (keeps the rows 16-byte aligned for
+# the vector loads, and puts the lanes' transposing stores in distinct banks). Every thread stages MM_A_LOADS
+# entries of A's slice and MM_B_LOADS of B's, and loads the next slice into registers while the block multiplies
+# the current one. Needs MM_NT a multiple of MM_BK, MM_BM and MM_BN (tests change these together). With 8 x 8
+# per thread a multiply-add needs a quarter of a shared load (4 x 4: half), and ptxas (sm_90) gives the float32
+# kernel 128 registers, so two 256-thread blocks fit on an SM.
 MM_TX = 16
 MM_TY = 16
-MM_BK = 16
-MM_BM = 4 * MM_TY
-MM_BN = 4 * MM_TX
-MM_A_SHARED = (MM_BK, MM_BM + 1)
-MM_B_SHARED = (MM_BK, MM_BN + 1)
+MM_R = 8
+MM_BK = 8
+MM_BM = MM_R * MM_TY
+MM_BN = MM_R * MM_TX
+MM_NT = MM_TX * MM_TY
+MM_A_LOADS = MM_BK * MM_BM // MM_NT
+MM_B_LOADS = MM_BK * MM_BN // MM_NT
+MM_A_SHARED = (MM_BK, MM_BM + 4)
+MM_B_SHARED = (MM_BK, MM_BN + 4)
 # split K (launch geometry only, read on the host): blocks wanted (4 per SM of a 132-SM H100), fewest K per part
 MM_SPLIT_BLOCKS = 512
 MM_SPLIT_MIN_K = 1024
@@ -79,100 +88,83 @@ def _launch2(kernel, rows, cols, *args):
 
 # --------------------------------------------------------------------------- GEMM
 @cuda.jit(device=True, inline=True)
-def _store4(out, m, n, M, N, v0, v1, v2, v3):
-    """out[m, n + c * MM_TX] = v_c for the columns inside ``out`` (nothing when the row is past M)."""
-    if m < M:
-        if n < N:
-            out[m, n] = v0
-        if n + MM_TX < N:
-            out[m, n + MM_TX] = v1
-        if n + 2 * MM_TX < N:
-            out[m, n + 2 * MM_TX] = v2
-        if n + 3 * MM_TX < N:
-            out[m, n + 3 * MM_TX] = v3
+def _stage(X, trans, lo, hi, j0, dj, k0, dk, k_hi, buf, count):
+    """One thread's share of a slice, into registers: for i < count, with j = lo + j0 + i * dj and
+    k = k0 + i * dk, buf[i] = X[j, k] (X stored [J, K]), or X[k, j] when ``trans`` (X stored [K, J]); 0 where
+    j >= hi or k >= k_hi."""
+    zero = buf.dtype.type(0)
+    for i in range(count):
+        j = lo + j0 + i * dj
+        k = k0 + i * dk
+        if j < hi and k < k_hi:
+            buf[i] = X[k, j] if trans else X[j, k]
+        else:
+            buf[i] = zero
 
 
 @cuda.jit(device=True, inline=True)
 def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
     """out[m0:m0+BM, n0:n0+BN] = op(A)[m0:, k_lo:k_hi] @ op(B)[k_lo:k_hi, n0:] for one block.
 
-    Each K slice of op(A) (BM x BK) and op(B) (BK x BN) is loaded with consecutive threads on consecutive
-    addresses of the stored array (along K for A and Bᵀ stored row-major, along M / N for Aᵀ and B), into
-    K-major shared tiles of ``out``'s dtype (padded by one column against bank conflicts on the transposing
-    stores). Entries past M, N or k_hi load as 0, so the last partial slice adds exact zeros. Each output sums
-    its products in ascending k."""
+    Each K slice of op(A) (BM x BK) and op(B) (BK x BN) is read with consecutive threads on consecutive
+    addresses of the stored array (along K for A and Bᵀ stored row-major, along M / N for Aᵀ and B) into
+    registers, one slice ahead, then stored into K-major shared tiles of ``out``'s dtype. Entries past M, N or
+    k_hi load as 0, so the last partial slice adds exact zeros. Each output sums its products in ascending k."""
     M = out.shape[0]
     N = out.shape[1]
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    As = cuda.shared.array(MM_A_SHARED, out.dtype)  # staged in the output dtype: float32 operands of a
-    Bs = cuda.shared.array(MM_B_SHARED, out.dtype)  # float64 out multiply exactly (the similarity miner)
-    zero = out.dtype.type(0)
-    c00 = c01 = c02 = c03 = zero
-    c10 = c11 = c12 = c13 = zero
-    c20 = c21 = c22 = c23 = zero
-    c30 = c31 = c32 = c33 = zero
     tid = ty * MM_TX + tx
-    for k0 in range(k_lo, k_hi, MM_BK):
-        for q in range(tid, MM_BK * MM_BM, MM_TX * MM_TY):
-            if trans_a:  # A [K, M]: consecutive threads along m
-                kk = q // MM_BM
-                mm = q - kk * MM_BM
-                k = k0 + kk
-                m = m0 + mm
-                As[kk, mm] = A[k, m] if k < k_hi and m < M else zero
-            else:  # A [M, K]: consecutive threads along k
-                mm = q // MM_BK
-                kk = q - mm * MM_BK
-                k = k0 + kk
-                m = m0 + mm
-                As[kk, mm] = A[m, k] if k < k_hi and m < M else zero
-        for q in range(tid, MM_BK * MM_BN, MM_TX * MM_TY):
-            if trans_b:  # B [N, K]: consecutive threads along k
-                nn = q // MM_BK
-                kk = q - nn * MM_BK
-                k = k0 + kk
-                n = n0 + nn
-                Bs[kk, nn] = B[n, k] if k < k_hi and n < N else zero
-            else:  # B [K, N]: consecutive threads along n
-                kk = q // MM_BN
-                nn = q - kk * MM_BN
-                k = k0 + kk
-                n = n0 + nn
-                Bs[kk, nn] = B[k, n] if k < k_hi and n < N else zero
+    As = cuda.shared.array(MM_A_SHARED, out.dtype)  # staged in the output dtype (float32 operands of a
+    Bs = cuda.shared.array(MM_B_SHARED, out.dtype)  # float64 out multiply exactly)
+    acc = cuda.local.array((MM_R, MM_R), out.dtype)  # constant indices only: registers (no local memory)
+    av = cuda.local.array(MM_R, out.dtype)
+    bv = cuda.local.array(MM_R, out.dtype)
+    pa = cuda.local.array(MM_A_LOADS, out.dtype)
+    pb = cuda.local.array(MM_B_LOADS, out.dtype)
+    zero = out.dtype.type(0)
+    for r in range(MM_R):
+        for c in range(MM_R):
+            acc[r, c] = zero
+    # this thread's entries of a slice: (row or column, k) = (j0 + i * dj, k0 + i * dk), i < count
+    if trans_a:  # A [K, M]: consecutive threads along m
+        a_j, a_k, a_dj, a_dk = tid % MM_BM, tid // MM_BM, 0, MM_NT // MM_BM
+    else:  # A [M, K]: consecutive threads along k
+        a_j, a_k, a_dj, a_dk = tid // MM_BK, tid % MM_BK, MM_NT // MM_BK, 0
+    if trans_b:  # B [N, K]: consecutive threads along k
+        b_j, b_k, b_dj, b_dk = tid // MM_BK, tid % MM_BK, MM_NT // MM_BK, 0
+    else:  # B [K, N]: consecutive threads along n
+        b_j, b_k, b_dj, b_dk = tid % MM_BN, tid // MM_BN, 0, MM_NT // MM_BN
+    k0 = k_lo
+    _stage(A, trans_a, m0, M, a_j, a_dj, k0 + a_k, a_dk, k_hi, pa, MM_A_LOADS)
+    _stage(B, not trans_b, n0, N, b_j, b_dj, k0 + b_k, b_dk, k_hi, pb, MM_B_LOADS)
+    while k0 < k_hi:
+        for i in range(MM_A_LOADS):
+            As[a_k + i * a_dk, a_j + i * a_dj] = pa[i]
+        for i in range(MM_B_LOADS):
+            Bs[b_k + i * b_dk, b_j + i * b_dj] = pb[i]
         cuda.syncthreads()
+        k1 = k0 + MM_BK
+        if k1 < k_hi:  # the next slice's loads run while this one is multiplied
+            _stage(A, trans_a, m0, M, a_j, a_dj, k1 + a_k, a_dk, k_hi, pa, MM_A_LOADS)
+            _stage(B, not trans_b, n0, N, b_j, b_dj, k1 + b_k, b_dk, k_hi, pb, MM_B_LOADS)
         for kk in range(MM_BK):
-            a0 = As[kk, ty]
-            a1 = As[kk, ty + MM_TY]
-            a2 = As[kk, ty + 2 * MM_TY]
-            a3 = As[kk, ty + 3 * MM_TY]
-            b0 = Bs[kk, tx]
-            b1 = Bs[kk, tx + MM_TX]
-            b2 = Bs[kk, tx + 2 * MM_TX]
-            b3 = Bs[kk, tx + 3 * MM_TX]
-            c00 += a0 * b0
-            c01 += a0 * b1
-            c02 += a0 * b2
-            c03 += a0 * b3
-            c10 += a1 * b0
-            c11 += a1 * b1
-            c12 += a1 * b2
-            c13 += a1 * b3
-            c20 += a2 * b0
-            c21 += a2 * b1
-            c22 += a2 * b2
-            c23 += a2 * b3
-            c30 += a3 * b0
-            c31 += a3 * b1
-            c32 += a3 * b2
-            c33 += a3 * b3
-        cuda.syncthreads()
-    m = m0 + ty
-    n = n0 + tx
-    _store4(out, m, n, M, N, c00, c01, c02, c03)
-    _store4(out, m + MM_TY, n, M, N, c10, c11, c12, c13)
-    _store4(out, m + 2 * MM_TY, n, M, N, c20, c21, c22, c23)
-    _store4(out, m + 3 * MM_TY, n, M, N, c30, c31, c32, c33)
+            for r in range(MM_R):
+                av[r] = As[kk, ty * MM_R + r]
+            for c in range(MM_R):
+                bv[c] = Bs[kk, tx + c * MM_TX]
+            for r in range(MM_R):
+                for c in range(MM_R):
+                    acc[r, c] += av[r] * bv[c]
+        cuda.syncthreads()  # every thread is done with the tiles before they are overwritten
+        k0 = k1
+    for r in range(MM_R):
+        m = m0 + ty * MM_R + r
+        if m < M:
+            for c in range(MM_R):
+                n = n0 + tx + c * MM_TX
+                if n < N:
+                    out[m, n] = acc[r, c]
 
 
 @cuda.jit(cache=True)

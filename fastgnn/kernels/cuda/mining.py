@@ -16,9 +16,9 @@ votes are ``kernels/cuda/warp.py``'s, emulated with shared memory and block barr
 where the kernels run with one warp per block by default.
 
 The miner computes each block of similarities S = unit @ pool[block]ᵀ with the register-tiled GEMM of
-``kernels/cuda/autograd.py`` (float32 operands staged and multiplied in float64, summed in ascending column
-order: one 64 x 64 tile of S per block, a 4 x 4 register block per thread) and offers it to per-anchor heaps
-kept in global memory.
+``kernels/cuda/autograd.py`` in the inputs' dtype, as the CPU path's BLAS call does (float32 S for float32
+inputs: half the bytes of a float64 S and single-precision multiply-adds; the cosine is then taken in float64,
+``float64(S) * inv_norm``, on both backends), and offers it to per-anchor heaps kept in global memory.
 
 The ``launch_*`` helpers take device arrays and leave their results on the device; the only host copy is
 the one int64 that sizes k-hop's ``nodes`` (an output whose length depends on the data).
@@ -31,7 +31,7 @@ from numba import cuda, float64, int64, uint64
 from . import arrays
 from .autograd import matmul
 from .rng import hash3
-from .warp import SIM, scratch_size, warp_append_claimed, warp_scan_share, warp_sum, warp_sync
+from .warp import SIM, scratch_size, warp_append_claimed, warp_ballot, warp_scan_share, warp_sync
 
 HARDEST = 0
 SEMIHARD = 1
@@ -331,12 +331,11 @@ def topk_block(S, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, po
     """Same contract as the CPU kernel; one warp per anchor (launch ``32 * B`` threads in blocks of
     :data:`TOPK_BLOCK`). Lane 0 marks the anchor's excluded entries and owns its heaps. The 32 lanes read 32
     consecutive similarities at a time and test each against the heaps' current bounds (:func:`_wanted`);
-    only when some lane has a candidate do they hand their candidates to lane 0 through shared memory, which
-    pushes them in column order. The heaps keep the best entries of a total order, so the result does not
+    only when some lane has a candidate (a ballot) do they hand their candidates to lane 0 through shared memory,
+    which pushes them in column order. The heaps keep the best entries of a total order, so the result does not
     depend on the order of the pushes: it equals the CPU kernel's."""
     scratch = cuda.shared.array(_TOPK_SCRATCH, float64)
     cs = cuda.shared.array(TOPK_BLOCK, float64)
-    cok = cuda.shared.array(TOPK_BLOCK, int64)
     b = cuda.grid(1) // 32
     lane = cuda.threadIdx.x % 32
     w = cuda.threadIdx.x // 32
@@ -369,13 +368,13 @@ def topk_block(S, start, inv_norm, mode, alpha, seed, pos_sim, anchor_labels, po
                 sim = float64(v) * inv_norm[j]
                 if _wanted(mode, alpha, seed, b, j, sim, pos_sim, h1s, h1i, n1, cap1, h2s, h2i, n2, cap2):
                     ok = 1
-        if warp_sum(float64(ok), scratch, lane, w) > 0.0:
+        wanted = warp_ballot(ok != 0, scratch, lane, w)  # one vote on a GPU
+        if wanted != 0:
             cs[slot] = sim
-            cok[slot] = ok
             warp_sync()
             if lane == 0:
                 for q in range(32):
-                    if cok[w * 32 + q]:
+                    if (wanted >> q) & 1:
                         _offer(mode, alpha, seed, b, start + base + q, cs[w * 32 + q], pos_sim, h1s, h1i, n1, cap1,
                                h2s, h2i, n2, cap2)
             warp_sync()  # the pushes are visible before the next bounds test; the slots may be reused
@@ -428,12 +427,12 @@ def launch_mine(unit, pool, inv_pool, block, args, caps, out, threads=None):
     P = pool.shape[0]
     heaps = new_heaps(B, *caps)
     ptr = arrays.full(B, 0, np.int64)
-    d_S = cuda.device_array((B, block), np.float64)
+    d_S = cuda.device_array((B, block), unit.dtype)  # the CPU path's S: the inputs' dtype
     b1 = _blocks(B, threads)
     bw = _blocks(32 * B, TOPK_BLOCK)
     for start in range(0, P, block):
         m = min(block, P - start)
-        S = d_S if m == block else cuda.device_array((B, m), np.float64)
+        S = d_S if m == block else cuda.device_array((B, m), unit.dtype)
         matmul(unit, pool[start:start + m], S, trans_b=True)
         topk_block[bw, TOPK_BLOCK](S, start, inv_pool, mode, float(alpha), seed, pos_sim, a_lab, p_lab,
                                    bool(use_labels), pool_mask, bool(use_mask), excl, ptr, *heaps)
