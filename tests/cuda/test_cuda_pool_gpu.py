@@ -2,14 +2,16 @@
 
 The memory manager is fixed when a process opens its CUDA context, so each case runs in a fresh Python process:
 one with the pool, one without. Both train the same GRACE GCN and the same device-resident table for a few
-epochs; the pool must serve the allocations and change no number. Skipped under the simulator (it has no device
-memory) and without a GPU; the plugin's logic is also tested against a fake driver in ``tests/test_cuda_pool.py``.
+epochs; the pool must serve the allocations and change no number that deterministic kernels compute. Skipped
+under the simulator (it has no device memory) and without a GPU; the plugin's logic is also tested against a fake
+driver in ``tests/test_cuda_pool.py``.
 """
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastgnn import backend as fb
@@ -60,4 +62,7 @@ def test_pool_serves_the_allocations_and_changes_no_number():
     assert on["pool"]["used_high_bytes"] >= 4 << 20
     assert on["pool"]["reserved_bytes"] >= on["pool"]["used_bytes"]
     assert not off["pool"]["active"] and "memory pool" not in off["status"]
-    assert on["runs"] == off["runs"]  # deterministic kernels: the same bits either way
+    # GRACE's GCN runs deterministic kernels only: the same bits either way. The table's negatives add into its
+    # gradient by atomics (rows collide), whose order a GPU does not fix from run to run: close, not equal.
+    assert on["runs"]["gcn"] == off["runs"]["gcn"]
+    np.testing.assert_allclose(on["runs"]["table"], off["runs"]["table"], rtol=1e-5)
