@@ -32,7 +32,9 @@ def test_gpu_bench_smoke(tmp_path, capsys):
     assert data["failed"] == []
     cases = {r["case"] for r in data["rows"]}
     assert {"copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch", "gemm"} <= cases
-    assert all(r["median_ms"] > 0 for r in data["rows"])
+    # a Trainer epoch is the difference of two fits (clipped at 0): at smoke sizes one fit each, so it may be 0
+    assert all(r["median_ms"] >= 0 for r in data["rows"])
+    assert all(r["median_ms"] > 0 for r in data["rows"] if "Trainer epoch" not in r["impl"])
     kernels = {r["impl"] for r in data["rows"] if r["impl"].startswith("kernel ")}
     assert "kernel autograd._matmul (2 epochs)" in kernels and "kernel optim.adam_flat_guarded (2 epochs)" in kernels
     grace = {r["impl"] for r in data["rows"] if r["case"] == "grace"}
