@@ -37,6 +37,7 @@ every case with fastgnn's stream-ordered device memory pool (``FASTGNN_CUDA_POOL
 it against one without, on the same warm machine.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -61,6 +62,17 @@ def _torch():
 
 
 SYNC = True
+
+
+@contextlib.contextmanager
+def _full_fp32(torch):
+    """torch matmuls in full float32 (TF32 off), as fastgnn computes, for the duration of the block."""
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
 
 
 def _sync():
@@ -458,10 +470,8 @@ def case_miner(args):
                     best_v, best_i = v, i
                 res["torch"] = best_i
 
-        prev = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as fastgnn
-        t = timeit(recipe, rounds=3)
-        torch.backends.cuda.matmul.allow_tf32 = prev
+        with _full_fp32(torch):
+            t = timeit(recipe, rounds=3)
         row("miner", "torch cuda blocked mm + topk (fp32)", t, f"fastgnn speed-up {t[0] / t_ours[0]:.2f}x")
         ours = np.sort(res["ids"].copy_to_host(), 1)
         ref = np.sort(res["torch"].cpu().numpy(), 1)
@@ -722,17 +732,15 @@ def case_gemm(args):
         if torch is not None:
             a, b = torch.as_tensor(A, device="cuda"), torch.as_tensor(B, device="cuda")
             a, b = (a.t() if ta else a), (b.t() if tb else b)
-            prev = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as fastgnn
             res = {}
-            tt = timeit(lambda: res.__setitem__("c", torch.mm(a, b)))
-            torch.backends.cuda.matmul.allow_tf32 = prev
+            with _full_fp32(torch):
+                tt = timeit(lambda: res.__setitem__("c", torch.mm(a, b)))
             tft = 2.0 * M * N * K / tt[0] / 1e12
             row("gemm", f"torch.mm {what}", tt, f"{tft:6.2f} TFLOP/s; fastgnn {tt[0] / t[0]:.2f}x", tflops=tft)
             print(f"           check: rel diff vs torch {relerr(out.copy_to_host(), res['c'].cpu().numpy()):.2e}",
                   flush=True)
             del a, b, res
-        del kA, kB, out
+        del kA, kB
 
 
 def case_dispatch(args):

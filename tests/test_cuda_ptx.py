@@ -155,15 +155,14 @@ def test_word2vec_reads_its_tables_from_l2(compile_ptx):
 
 def _ptxas():
     """The ptx extra's ptxas (nvidia-cuda-nvcc), else one on PATH, else None."""
-    import importlib.util
     import shutil
 
-    spec = importlib.util.find_spec("nvidia.cuda_nvcc") if importlib.util.find_spec("nvidia") else None
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / "bin" / "ptxas"
-        if path.is_file():
-            return str(path)
-    return shutil.which("ptxas")
+    try:
+        import nvidia.cuda_nvcc as nvcc
+    except ImportError:
+        return shutil.which("ptxas")
+    found = [Path(root) / "bin" / "ptxas" for root in nvcc.__path__]
+    return next((str(p) for p in found if p.is_file()), shutil.which("ptxas"))
 
 
 def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):

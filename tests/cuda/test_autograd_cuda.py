@@ -30,17 +30,8 @@ def small(ka, monkeypatch, rejit):
     compiled afresh."""
     monkeypatch.setattr(ka, "THREADS", 8)
     monkeypatch.setattr(ka, "TILE", (4, 2))
-    monkeypatch.setattr(ka, "MM_TX", 4)
-    monkeypatch.setattr(ka, "MM_TY", 4)
-    monkeypatch.setattr(ka, "MM_R", 4)
-    monkeypatch.setattr(ka, "MM_BK", 4)
-    monkeypatch.setattr(ka, "MM_BM", 16)
-    monkeypatch.setattr(ka, "MM_BN", 16)
-    monkeypatch.setattr(ka, "MM_NT", 16)
-    monkeypatch.setattr(ka, "MM_A_LOADS", 4)
-    monkeypatch.setattr(ka, "MM_B_LOADS", 4)
-    monkeypatch.setattr(ka, "MM_A_SHARED", (4, 20))
-    monkeypatch.setattr(ka, "MM_B_SHARED", (4, 20))
+    for name, value in ka.gemm_constants(4, 4, 4, 4).items():
+        monkeypatch.setattr(ka, name, value)
     monkeypatch.setattr(ka, "CS_TX", 4)
     monkeypatch.setattr(ka, "CS_TY", 4)
     monkeypatch.setattr(ka, "CS_MIN_ROWS", 4)
@@ -122,6 +113,14 @@ def test_matmul_split_k_small_tiles(rng, small, monkeypatch, dtype, trans_a, tra
     again = _garbage((M, N), dtype)
     small.matmul(_dev(A), _dev(B), again, trans_a=trans_a, trans_b=trans_b)
     np.testing.assert_array_equal(again.copy_to_host(), out.copy_to_host())  # fixed order: the same bits
+
+
+def test_gemm_constants(ka):
+    assert ka.gemm_constants(ka.MM_TX, ka.MM_TY, ka.MM_R, ka.MM_BK) == {
+        name: getattr(ka, name) for name in ka.gemm_constants(4, 4, 4, 4)}
+    assert ka.gemm_constants(4, 4, 4, 4)["MM_A_SHARED"] == (4, 20)
+    with pytest.raises(ValueError, match="GEMM layout"):
+        ka.gemm_constants(4, 4, 8, 4)  # 16 threads cannot stage 32 rows
 
 
 def test_split_k_parts_cover_k(ka):

@@ -52,20 +52,24 @@ TILE = (32, 8)  # (columns, rows) per block of the 2-d elementwise kernels
 # slices of MM_BK staged in K-major shared tiles, each row padded by 4 entries (keeps the rows 16-byte aligned for
 # the vector loads, and puts the lanes' transposing stores in distinct banks). Every thread stages MM_A_LOADS
 # entries of A's slice and MM_B_LOADS of B's, and loads the next slice into registers while the block multiplies
-# the current one. Needs MM_NT a multiple of MM_BK, MM_BM and MM_BN (tests change these together). With 8 x 8
-# per thread a multiply-add needs a quarter of a shared load (4 x 4: half), and ptxas (sm_90) gives the float32
-# kernel 128 registers, so two 256-thread blocks fit on an SM.
-MM_TX = 16
-MM_TY = 16
-MM_R = 8
-MM_BK = 8
-MM_BM = MM_R * MM_TY
-MM_BN = MM_R * MM_TX
-MM_NT = MM_TX * MM_TY
-MM_A_LOADS = MM_BK * MM_BM // MM_NT
-MM_B_LOADS = MM_BK * MM_BN // MM_NT
-MM_A_SHARED = (MM_BK, MM_BM + 4)
-MM_B_SHARED = (MM_BK, MM_BN + 4)
+# the current one. With 8 x 8 per thread a multiply-add needs a quarter of a shared load (4 x 4: half), and
+# ptxas (sm_90) gives the float32 kernel 128 registers, so two 256-thread blocks fit on an SM. All the MM_
+# constants come from gemm_constants (tests patch them together, with smaller blocks).
+
+
+def gemm_constants(tx, ty, r, bk):
+    """The GEMM's module constants, name -> value, for blocks of ``tx`` x ``ty`` threads of ``r`` x ``r`` outputs
+    and K slices of ``bk``. ValueError unless the threads stage whole slices: ``tx * ty`` a multiple of ``bk``,
+    ``r * ty`` and ``r * tx``."""
+    nt, bm, bn = tx * ty, r * ty, r * tx
+    if nt % bk or nt % bm or nt % bn:
+        raise ValueError(f"GEMM layout: {tx} x {ty} threads cannot stage slices of {bm} x {bk} and {bk} x {bn}")
+    return dict(MM_TX=tx, MM_TY=ty, MM_R=r, MM_BK=bk, MM_BM=bm, MM_BN=bn, MM_NT=nt, MM_A_LOADS=bk * bm // nt,
+                MM_B_LOADS=bk * bn // nt, MM_A_SHARED=(bk, bm + 4), MM_B_SHARED=(bk, bn + 4))
+
+
+(MM_TX, MM_TY, MM_R, MM_BK, MM_BM, MM_BN, MM_NT, MM_A_LOADS, MM_B_LOADS, MM_A_SHARED,
+ MM_B_SHARED) = gemm_constants(16, 16, 8, 8).values()
 # split K (launch geometry only, read on the host): blocks wanted (4 per SM of a 132-SM H100), fewest K per part
 MM_SPLIT_BLOCKS = 512
 MM_SPLIT_MIN_K = 1024
