@@ -1,7 +1,7 @@
 """GPU figures for the CUDA backend (issue 8): fastgnn on CUDA beside fastgnn's CPU backend and PyTorch CUDA,
 all on the same machine, ratios from one run.
 
-    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu] [--kernel-times] [--pool]
+    python asv_benchmarks/gpu_bench.py [CASE ...] [--smoke] [--json FILE] [--no-cpu] [--kernel-times] [--pool on|off]
 
 Cases (all by default):
 
@@ -32,9 +32,9 @@ Cases (all by default):
 Times are medians of 5 timed batches (each batch at least ~0.2 s of calls, the device synchronised before
 and after; JIT compilation and first-touch allocation happen in an untimed warm-up call). ``--smoke`` shrinks
 every size so the script runs in seconds (also under ``NUMBA_ENABLE_CUDASIM=1``). Each case also checks its
-answer against the peer (or the CPU backend) and prints the largest relative difference. ``--pool`` runs
-every case with fastgnn's stream-ordered device memory pool (``FASTGNN_CUDA_POOL=1``); compare a run with
-it against one without, on the same warm machine.
+answer against the peer (or the CPU backend) and prints the largest relative difference. ``--pool on|off``
+sets ``FASTGNN_CUDA_POOL`` (fastgnn's stream-ordered device memory pool, on by default) for the run; compare
+``--pool off`` against a default run on the same warm machine.
 """
 import argparse
 import contextlib
@@ -775,9 +775,10 @@ def main(argv=None):
     ap.add_argument("--kernel-times", action="store_true",
                     help="gcn, grace: also time each kernel of a 2-epoch device fit (launches synchronised one "
                          "by one)")
-    ap.add_argument("--pool", action="store_true",
-                    help="allocate through fastgnn's stream-ordered device memory pool (FASTGNN_CUDA_POOL=1; "
-                         "takes effect only if this process has not opened the GPU yet)")
+    ap.add_argument("--pool", choices=("on", "off"),
+                    help="set FASTGNN_CUDA_POOL: allocate through fastgnn's stream-ordered device memory pool "
+                         "(on, the default) or through cuMemAlloc/cuMemFree (off); takes effect only if this "
+                         "process has not opened the GPU yet")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:
@@ -787,7 +788,7 @@ def main(argv=None):
     from fastgnn import backend
 
     if args.pool:
-        os.environ[backend.POOL_ENV_VAR] = "1"
+        os.environ[backend.POOL_ENV_VAR] = "1" if args.pool == "on" else "0"
     ok, why = backend.cuda_status()
     if args.cpu_only:
         ok, args.cases, SYNC = True, ["skipgram"], False
@@ -823,8 +824,7 @@ def main(argv=None):
     print("\nsummary")
     for r in ROWS:
         print(f"{r['case']:9s} {r['impl']:44s} {r['median_ms']:11.3f} ms  {r['extra']}")
-    if backend.cuda_pool_requested():
-        print(f"device memory pool: {backend.cuda_pool_info()}")
+    print(f"device memory pool: {backend.cuda_pool_info()}")
     return 1 if failed else 0
 
 

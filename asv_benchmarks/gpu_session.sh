@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# One GPU lease, one call: the GPU figures of GPU_RESULTS.md that are still open, the same cases again with the
-# stream-ordered memory pool, and the CUDA test suite on the real GPU. Every output lands in $OUT (default
-# ./gpu_out): device.txt, bench.txt + rows.json, bench_pool.txt + rows_pool.json, tests.txt.
+# One GPU lease, one call: the GPU figures of GPU_RESULTS.md that are still open, the CUDA test suite on the real
+# GPU, and the device-resident cases again without the stream-ordered memory pool. Every output lands in $OUT
+# (default ./gpu_out): device.txt, bench.txt + rows.json, tests.txt, bench_nopool.txt + rows_nopool.json.
 #
 #     bash asv_benchmarks/gpu_session.sh            # from the repository root, on the GPU machine
 #
-# Each step has its own time limit (BENCH_S, POOL_S, TESTS_S seconds) so that the whole run fits one device
-# call of 10 minutes; a step that runs out leaves what it printed. PYTHON picks the interpreter (default
+# Each step has its own time limit (BENCH_S, TESTS_S, POOL_S seconds) so that the whole run fits one device
+# call of 10 minutes; a step that runs out leaves what it printed. BENCH_ARGS adds options to the first bench
+# (e.g. "--no-cpu --kernel-times"). PYTHON picks the interpreter (default
 # python3, the device image's, which has numba-cuda, torch and pytest-xdist).
 set -u
 OUT=${OUT:-gpu_out}
@@ -22,24 +23,27 @@ if not hasattr(numpy, "row_stack"):
 PYEOF
 export PYTHONPATH="$SHIM:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
+BENCH_ARGS=${BENCH_ARGS:-}
 
 { nvidia-smi -L; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1
 
-# The largest gaps first (GCN epoch 0.07x torch in Run 3), so a step stopped at its limit loses the least; gemm
-# (a few seconds) first of all: the 8 x 8-register GEMM of the eleventh session under most of the others.
-timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py gemm gcn grace infonce optim miner inbatch --kernel-times \
+# The cases still short of their targets first (info_nce, the GCN/GRACE epochs, the GEMM, the miner), so a step
+# stopped at its limit loses the least; copy before optim (the optimizers' share of the copy bandwidth). The
+# memory pool is on by default since Run 4 (FASTGNN_CUDA_POOL unset).
+timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py infonce gcn grace gemm copy optim miner inbatch skipgram $BENCH_ARGS \
     --json "$OUT/rows.json" > "$OUT/bench.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench.txt"
-
-timeout "${POOL_S:-120}" $PY asv_benchmarks/gpu_bench.py gcn grace infonce --no-cpu --pool \
-    --json "$OUT/rows_pool.json" > "$OUT/bench_pool.txt" 2>&1
-echo "pool bench exit $?" >> "$OUT/bench_pool.txt"
 
 XDIST=()
 if $PY -c "import xdist" 2>/dev/null; then XDIST=(-n "$(nproc)" --dist loadfile); fi
 timeout "${TESTS_S:-150}" $PY -m pytest tests/cuda -q "${XDIST[@]}" -p no:cacheprovider > "$OUT/tests.txt" 2>&1
 echo "tests exit $?" >> "$OUT/tests.txt"
 
-tail -n 25 "$OUT/bench.txt" "$OUT/bench_pool.txt"
+# The same device-resident cases without the pool (cuMemAlloc/cuMemFree), to compare with the default run.
+timeout "${POOL_S:-120}" $PY asv_benchmarks/gpu_bench.py infonce gcn grace --no-cpu --pool off \
+    --json "$OUT/rows_nopool.json" > "$OUT/bench_nopool.txt" 2>&1
+echo "no-pool bench exit $?" >> "$OUT/bench_nopool.txt"
+
+tail -n 25 "$OUT/bench.txt" "$OUT/bench_nopool.txt"
 tail -n 15 "$OUT/tests.txt"

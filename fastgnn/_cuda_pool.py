@@ -1,4 +1,5 @@
-"""A stream-ordered device memory pool for the CUDA backend (opt-in: ``FASTGNN_CUDA_POOL=1``).
+"""A stream-ordered device memory pool for the CUDA backend (on by default; ``FASTGNN_CUDA_POOL=0`` turns it
+off).
 
 Numba allocates every device array with ``cuMemAlloc`` and frees it with ``cuMemFree``, ten at a time
 (``NUMBA_CUDA_MAX_PENDING_DEALLOCS_COUNT``). ``cuMemFree`` waits for the whole device, so a training step
@@ -18,7 +19,7 @@ User code that keeps Numba device arrays in use on *non-blocking* streams must h
 stream-ordered allocator.
 
 The pool must be chosen before the process creates its CUDA context: :func:`fastgnn.backend.cuda_status`
-installs it just before its first GPU probe when ``FASTGNN_CUDA_POOL`` is set. If a context already
+installs it just before its first GPU probe unless ``FASTGNN_CUDA_POOL=0``. If a context already
 exists (made by other code), the pool stays off and :func:`info` says why. A device without memory-pool
 support, or a driver call that fails while the pool is set up, leaves the plugin allocating with
 ``cuMemAlloc``/``cuMemFree`` as Numba does.
@@ -139,7 +140,8 @@ class StreamOrderedPool(_drv.NumbaCUDAMemoryManager):
         if self.pool is not None:  # cuIpcGetMemHandle refuses memory of the default pool (not exportable)
             raise RuntimeError(
                 "device memory from fastgnn's stream-ordered pool cannot be shared with another process "
-                f"(the driver exports no IPC handle for it); unset {ENV_VAR} to share device arrays")
+                f"(the driver exports no IPC handle for it); set {ENV_VAR}=0 before the GPU is opened to share device "
+                "arrays")
         return super().get_ipc_handle(memory)
 
     def reset(self):
@@ -177,14 +179,14 @@ def _open_context():
 
 
 def install() -> bool:
-    """Make :class:`StreamOrderedPool` Numba's memory manager if ``FASTGNN_CUDA_POOL`` asks for it.
+    """Make :class:`StreamOrderedPool` Numba's memory manager unless ``FASTGNN_CUDA_POOL`` turns it off.
 
     Called by :func:`fastgnn.backend.cuda_status` before it opens the GPU. Returns whether the plugin was
     set; when not, :func:`info` says why.
     """
     global _install_note
     if not requested():
-        _install_note = f"not requested ({ENV_VAR} unset or off)"
+        _install_note = f"not requested ({ENV_VAR} is off)"
         return False
     if _drv._memory_manager is StreamOrderedPool:
         _install_note = "installed"

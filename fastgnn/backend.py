@@ -43,8 +43,8 @@ __all__ = [
 BACKENDS = ("cpu", "cuda", "auto")
 ENV_VAR = "FASTGNN_BACKEND"
 POOL_ENV_VAR = "FASTGNN_CUDA_POOL"
-_POOL_ON = ("1", "true", "yes", "on")
-_POOL_OFF = ("", "0", "false", "no", "off")
+_POOL_ON = ("", "1", "true", "yes", "on")  # unset: on (asv_benchmarks/GPU_RESULTS.md, Run 4)
+_POOL_OFF = ("0", "false", "no", "off")
 
 _global_choice: str | None = None
 
@@ -149,8 +149,8 @@ def _probe_gpu(cuda) -> tuple[bool, str]:
 
 
 def cuda_pool_requested() -> bool:
-    """Whether ``FASTGNN_CUDA_POOL`` asks for the device memory pool (``1/true/yes/on``; unset or
-    ``0/false/no/off``: no; anything else is a ``ValueError``)."""
+    """Whether ``FASTGNN_CUDA_POOL`` asks for the device memory pool: yes when unset or ``1/true/yes/on`` (the
+    default), no for ``0/false/no/off``; anything else is a ``ValueError``."""
     raw = os.environ.get(POOL_ENV_VAR, "")
     key = raw.strip().lower()
     if key in _POOL_ON:
@@ -161,7 +161,7 @@ def cuda_pool_requested() -> bool:
 
 
 def cuda_pool_info() -> dict:
-    """State of the opt-in stream-ordered device memory pool (``FASTGNN_CUDA_POOL=1``).
+    """State of the stream-ordered device memory pool (on by default; ``FASTGNN_CUDA_POOL=0`` turns it off).
 
     ``{"requested", "active", "reason"}``, plus, once a CUDA context uses the pool, the allocation counters
     and the pool's reserved / in-use / peak bytes. Creates no CUDA context. See ``fastgnn._cuda_pool``.

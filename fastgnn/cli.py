@@ -62,7 +62,7 @@ def cmd_info(args) -> int:
         ("threading layer", numba.config.THREADING_LAYER),
         ("JIT cache", cache),
         ("FASTGNN_BACKEND", os.environ.get("FASTGNN_BACKEND", "(unset: auto)")),
-        ("FASTGNN_CUDA_POOL", os.environ.get("FASTGNN_CUDA_POOL", "(unset: off)")),
+        ("FASTGNN_CUDA_POOL", os.environ.get("FASTGNN_CUDA_POOL", "(unset: on)")),
     ])
     print("backends:")
     _print_table(backend_rows())

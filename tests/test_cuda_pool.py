@@ -1,4 +1,4 @@
-"""The opt-in stream-ordered device memory pool (``fastgnn._cuda_pool``), driven through a recording fake of the
+"""The stream-ordered device memory pool (``fastgnn._cuda_pool``), driven through a recording fake of the
 CUDA driver API: which calls it makes, on which stream, in which order, and what it falls back to.
 
 The real driver is exercised by ``tests/cuda/test_cuda_pool_gpu.py`` on a GPU. The plugin cannot run under the
@@ -246,11 +246,11 @@ def test_a_free_after_the_context_is_gone_is_dropped(fake):
 
 
 def test_the_environment_switch(monkeypatch):
-    for raw, want in [("1", True), (" ON ", True), ("yes", True), ("0", False), ("off", False), ("", False)]:
+    for raw, want in [("1", True), (" ON ", True), ("yes", True), ("0", False), ("off", False), ("", True)]:
         monkeypatch.setenv("FASTGNN_CUDA_POOL", raw)
         assert fb.cuda_pool_requested() is want
     monkeypatch.delenv("FASTGNN_CUDA_POOL")
-    assert fb.cuda_pool_requested() is False
+    assert fb.cuda_pool_requested() is True  # on by default
     monkeypatch.setenv("FASTGNN_CUDA_POOL", "sometimes")
     with pytest.raises(ValueError, match="FASTGNN_CUDA_POOL"):
         fb.cuda_pool_requested()

@@ -446,7 +446,7 @@ class Optimizer(abc.ABC):
         self._steps[i] += 1
         if m == 0:
             return True
-        ufirst, nxt = _backend.kernels("optim", "cuda").row_chains(rows)
+        ufirst, nxt = _backend.kernels("optim", "cuda").row_chains(rows, bound=nrows)
         self._update_rows(i, nrows, width, rows, row_grads.reshape(m, width), ufirst, nxt, m)
         return True
 

@@ -1,4 +1,4 @@
-"""The opt-in stream-ordered memory pool (``FASTGNN_CUDA_POOL=1``) on a real GPU.
+"""The stream-ordered memory pool (on by default, ``FASTGNN_CUDA_POOL=0`` off) on a real GPU.
 
 The memory manager is fixed when a process opens its CUDA context, so each case runs in a fresh Python process:
 one with the pool, one without. Both train the same GRACE GCN and the same device-resident table for a few

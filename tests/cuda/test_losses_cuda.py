@@ -28,10 +28,13 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("kind", ["cosine", "dot"])
-@pytest.mark.parametrize("D, dtype", [(5, np.float32), (130, np.float32), (130, np.float64)])
-def test_info_nce_index(rng, backend, kind, D, dtype):
-    """D = 130: the CUDA backward's two column blocks of 128 (the second with two columns on lanes 0-1)."""
-    B, K, N = 9, 3, 7
+@pytest.mark.parametrize("D, dtype, K", [(5, np.float32, 3), (130, np.float32, 3), (130, np.float64, 3),
+                                         (130, np.float32, 37), (3, np.float64, 66)])
+def test_info_nce_index(rng, backend, kind, D, dtype, K):
+    """D = 130: the CUDA kernels' two column blocks of 128 (the second with two columns on lanes 0-1). K = 37,
+    66: the kernels' chunks of 32 negative slots (the last one partial, its slots not a multiple of the
+    forward's four or the backward's two a step)."""
+    B, N = 9, 7
     A, P = rng.standard_normal((2, B, D)).astype(dtype)
     T = rng.standard_normal((N, D)).astype(dtype)
     ids = rng.integers(-1, N, (B, K))

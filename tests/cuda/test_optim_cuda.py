@@ -372,3 +372,18 @@ def test_has_nonfinite_reuses_its_status_word(cuda):
         assert not ko.has_nonfinite(cuda.to_device(x))  # a clean call after a bad one reads clean
     assert not ko.has_nonfinite(cuda.device_array(0, np.float32))
     assert len(ko._guards.by_device) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_has_nonfinite_finds_every_position(cuda, dtype):
+    # a thread of the scan checks 8 elements one grid apart: a bad value in each of those slots (the first and
+    # last slot of the grid, one past the first grid width, the array's last element) is found
+    from fastgnn.kernels.cuda import optim as ko
+
+    n = 2100  # 2 blocks of 256 threads: elements 512 apart per thread, the last slot partial
+    x = np.linspace(-1, 1, n).astype(dtype)
+    assert not ko.has_nonfinite(cuda.to_device(x))
+    for at in (0, 511, 512, 1536, 2047, n - 1):
+        y = x.copy()
+        y[at] = np.nan if at % 2 else -np.inf
+        assert ko.has_nonfinite(cuda.to_device(y)), at

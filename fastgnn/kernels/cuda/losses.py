@@ -12,7 +12,7 @@ In-batch InfoNCE has its own entries, :func:`info_nce_inbatch` (host arrays) and
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, int64
 
 from .arrays import full, launch_range_scan
 from .grid import grid2, shape2
@@ -20,7 +20,7 @@ from .mathfn import mul_rn
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
 from .rng import uniform
-from .warp import SIM, scratch_size, warp_max, warp_sum, warp_sum2
+from .warp import SIM, scratch_size, warp_max, warp_sum, warp_sum2, warp_sync
 
 EPS = 1e-8
 THREADS = 128  # threads per block (tests lower it so tiny inputs still span several blocks)
@@ -64,38 +64,62 @@ def _launch2(kernel, rows, cols, args, outputs):
 
 
 # --------------------------------------------------------------------------- InfoNCE, explicit negatives
-WARP_BLOCK = 128  # threads per block of the warp-per-anchor kernel (4 anchors of 32 lanes)
+WARP_BLOCK = 128  # threads per block of the warp-per-anchor kernels (4 anchors of 32 lanes)
+_WARPS = WARP_BLOCK // 32
 _WARP_SCRATCH = scratch_size(WARP_BLOCK)
+_SPAN = 128  # columns of a column block: four per lane (l, l + 32, l + 64, l + 96)
+# At most 64 registers a thread (8 blocks of 128 threads an SM: 32 of its 64 warps). ptxas gave the previous
+# kernels 96 and 92 registers for float32 (5 blocks, 20 warps an SM), too few warps in flight for kernels that
+# wait on random table rows. The simulator's jit takes no launch bounds.
+_BOUNDS = {} if SIM else {"launch_bounds": (WARP_BLOCK, 8)}
 
 
 @cuda.jit(device=True, inline=True)
-def _wpair2(A, i, X, j1, j2, D, na, cosine, lane, live1, live2, scratch, w):
-    """``(s, den, ‖X_j‖²)`` for rows ``j1`` and ``j2`` of ``X`` against ``A[i]`` at once (``s`` the dot product over
-    ``den``: ``max(na ‖X_j‖, EPS)`` for cosine, else 1): their loads interleaved (twice the loads in flight per
-    lane), each row's lane partials (float32 products, float64 sums) added by a shuffle tree. A row that is not
-    live loads nothing and gives zeros; every lane of the warp calls it."""
-    d1 = 0.0
-    q1 = 0.0
-    d2 = 0.0
-    q2 = 0.0
-    for t in range(lane, D, 32):
-        a = A[i, t]
-        if live1:
-            b = X[j1, t]
-            d1 += a * b
-            q1 += b * b
-        if live2:
-            c = X[j2, t]
-            d2 += a * c
-            q2 += c * c
-    d1, d2 = warp_sum2(d1, d2, scratch, lane, w)
-    q1, q2 = warp_sum2(q1, q2, scratch, lane, w)
-    den1 = 1.0
-    den2 = 1.0
-    if cosine:
-        den1 = max(na * math.sqrt(q1), EPS)
-        den2 = max(na * math.sqrt(q2), EPS)
-    return d1 / den1, den1, q1, d2 / den2, den2, q2
+def _col(X, r, t, D):
+    """``X[r, t]``, or 0 for a column ``t`` past ``D`` or a row ``r < 0`` (nothing loaded)."""
+    return X[r, t] if t < D and r >= 0 else X.dtype.type(0)
+
+
+@cuda.jit(device=True, inline=True)
+def _cols4(X, r, t0, D):
+    """This lane's four entries ``X[r, t0 + 32c]`` of a column block (:func:`_col`)."""
+    return _col(X, r, t0, D), _col(X, r, t0 + 32, D), _col(X, r, t0 + 64, D), _col(X, r, t0 + 96, D)
+
+
+@cuda.jit(device=True, inline=True)
+def _store4(X, r, t0, D, v0, v1, v2, v3):
+    """``X[r, t0 + 32c] = v_c`` for this lane's columns of a column block that lie below ``D``."""
+    if t0 < D:
+        X[r, t0] = v0
+    if t0 + 32 < D:
+        X[r, t0 + 32] = v1
+    if t0 + 64 < D:
+        X[r, t0 + 64] = v2
+    if t0 + 96 < D:
+        X[r, t0 + 96] = v3
+
+
+@cuda.jit(device=True, inline=True)
+def _dot_sq(a0, a1, a2, a3, X, j, t0, D, d, q):
+    """``d`` and ``q`` plus this lane's four products ``a_c X[j, t0 + 32c]`` and squares ``X[j, t0 + 32c]²``
+    (float32 products, float64 sums, in column order; zeros for a row ``j < 0``)."""
+    b0, b1, b2, b3 = _cols4(X, j, t0, D)
+    d += a0 * b0
+    d += a1 * b1
+    d += a2 * b2
+    d += a3 * b3
+    q += b0 * b0
+    q += b1 * b1
+    q += b2 * b2
+    q += b3 * b3
+    return d, q
+
+
+@cuda.jit(device=True, inline=True)
+def _sim_den(d, q, na, cosine):
+    """``(s, den)`` of a row from its dot product ``d`` and squared norm ``q``."""
+    den = max(na * math.sqrt(q), EPS) if cosine else 1.0
+    return d / den, den
 
 
 @cuda.jit(device=True, inline=True)
@@ -117,18 +141,21 @@ def _fwd_slot(i, k, j, s, den, b2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, wors
     return m, tot, worst
 
 
-@cuda.jit
+@cuda.jit(**_BOUNDS)
 def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf, dbuf, nbuf):
     """InfoNCE forward with integer negatives (first half of the twin of the CPU ``info_nce_rows``), 32 threads
-    (lanes) per anchor: the lanes read consecutive columns of each row (one coalesced 128-byte transaction per
-    32 floats) and combine their partial dot products with :func:`~.warp.warp_sum2` (shuffles on a GPU). Lane 0
-    writes the similarities, denominators and squared norms (``sbuf``, ``dbuf``, ``nbuf``: ``[B, K + 1]``,
-    positive first), the loss, ``bad[i]`` (a table row whose similarity is not finite, else -1) and
-    ``stats[i] = (log-sum-exp, squared anchor norm)``; the log-sum-exp is accumulated online (rescaled at each
-    new maximum). The negative slots go two a step (:func:`_wpair2`: both rows' loads in flight together),
-    folded into the log-sum-exp in slot order. Launch ``32 * B`` threads (rounded up to whole blocks) in blocks of :data:`WARP_BLOCK`; lanes
-    past the last anchor only take part in the reductions."""
+    (lanes) per anchor. Lane ``l`` owns columns ``l, l + 32, l + 64, l + 96`` of each block of :data:`_SPAN`
+    (one coalesced 128-byte transaction per 32 floats of a row); the lanes' partial dot products (float32
+    products, float64 sums in column order) are combined by :func:`~.warp.warp_sum2` (shuffles on a GPU).
+    The negative slots go in chunks of 32: lane ``q`` reads the id of slot ``c + q`` (one coalesced load a
+    chunk) into shared memory, then the warp takes the chunk's slots four a step, the four rows' loads in flight
+    together, and folds them into the log-sum-exp in slot order (accumulated online, rescaled at each new
+    maximum). Lane 0 writes the similarities, denominators and squared norms (``sbuf``, ``dbuf``, ``nbuf``:
+    ``[B, K + 1]``, positive first), the loss, ``bad[i]`` (a table row whose similarity is not finite, else -1)
+    and ``stats[i] = (log-sum-exp, squared anchor norm)``. Launch ``32 * B`` threads (rounded up to whole
+    blocks) in blocks of :data:`WARP_BLOCK`; lanes past the last anchor only take part in the reductions."""
     scratch = cuda.shared.array(_WARP_SCRATCH, float64)
+    slot_ids = cuda.shared.array((_WARPS, 32), int64)
     i = cuda.grid(1) // 32
     lane = cuda.threadIdx.x % 32
     w = cuda.threadIdx.x // 32
@@ -137,28 +164,60 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
     active = i < B
     ii = i if active else 0
     na2 = 0.0
-    if active:
-        for t in range(lane, D, 32):
-            na2 += A[i, t] * A[i, t]
-    na2 = warp_sum(na2, scratch, lane, w)
+    dp = 0.0
+    qp = 0.0
+    for c0 in range(0, D, _SPAN):
+        t0 = c0 + lane
+        a0, a1, a2, a3 = _cols4(A, ii, t0, D)
+        na2 += a0 * a0
+        na2 += a1 * a1
+        na2 += a2 * a2
+        na2 += a3 * a3
+        dp, qp = _dot_sq(a0, a1, a2, a3, P, ii, t0, D, dp, qp)
+    na2, dp = warp_sum2(na2, dp, scratch, lane, w)
+    qp = warp_sum(qp, scratch, lane, w)
     na = math.sqrt(na2)
-    s, den, b2, _, _, _ = _wpair2(A, ii, P, ii, 0, D, na, cosine, lane, active, False, scratch, w)
+    s, den = _sim_den(dp, qp, na, cosine)
     lead = active and lane == 0
     if lead:
         sbuf[i, 0] = s
         dbuf[i, 0] = den
-        nbuf[i, 0] = b2
+        nbuf[i, 0] = qp
     x0 = mul_rn(s, inv_tau)
     m = x0
     tot = 1.0
     worst = -1
-    for k in range(0, K, 2):  # two slots a step (their rows in flight together), taken in order
-        j1 = ids[i, k] if active else -1
-        j2 = ids[i, k + 1] if active and k + 1 < K else -1
-        s1, den1, q1, s2, den2, q2 = _wpair2(A, ii, table, max(j1, 0), max(j2, 0), D, na, cosine, lane, j1 >= 0,
-                                             j2 >= 0, scratch, w)
-        m, tot, worst = _fwd_slot(i, k, j1, s1, den1, q1, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
-        m, tot, worst = _fwd_slot(i, k + 1, j2, s2, den2, q2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+    for c in range(0, K, 32):
+        q = c + lane
+        slot_ids[w, lane] = ids[i, q] if active and q < K else -1
+        warp_sync()
+        for kk in range(0, min(32, K - c), 4):  # ids past K read as -1
+            j1 = slot_ids[w, kk]
+            j2 = slot_ids[w, kk + 1]
+            j3 = slot_ids[w, kk + 2]
+            j4 = slot_ids[w, kk + 3]
+            d1 = q1 = d2 = q2 = d3 = q3 = d4 = q4 = 0.0
+            for c0 in range(0, D, _SPAN):
+                t0 = c0 + lane
+                a0, a1, a2, a3 = _cols4(A, ii, t0, D)
+                d1, q1 = _dot_sq(a0, a1, a2, a3, table, j1, t0, D, d1, q1)
+                d2, q2 = _dot_sq(a0, a1, a2, a3, table, j2, t0, D, d2, q2)
+                d3, q3 = _dot_sq(a0, a1, a2, a3, table, j3, t0, D, d3, q3)
+                d4, q4 = _dot_sq(a0, a1, a2, a3, table, j4, t0, D, d4, q4)
+            d1, d2 = warp_sum2(d1, d2, scratch, lane, w)
+            q1, q2 = warp_sum2(q1, q2, scratch, lane, w)
+            d3, d4 = warp_sum2(d3, d4, scratch, lane, w)
+            q3, q4 = warp_sum2(q3, q4, scratch, lane, w)
+            k = c + kk
+            s, den = _sim_den(d1, q1, na, cosine)
+            m, tot, worst = _fwd_slot(i, k, j1, s, den, q1, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+            s, den = _sim_den(d2, q2, na, cosine)
+            m, tot, worst = _fwd_slot(i, k + 1, j2, s, den, q2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+            s, den = _sim_den(d3, q3, na, cosine)
+            m, tot, worst = _fwd_slot(i, k + 2, j3, s, den, q3, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+            s, den = _sim_den(d4, q4, na, cosine)
+            m, tot, worst = _fwd_slot(i, k + 3, j4, s, den, q4, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, worst)
+        warp_sync()  # every lane has read the chunk's ids before the next chunk overwrites them
     if lead:
         bad[i] = worst
         lse = m + math.log(tot)
@@ -167,113 +226,119 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
         stats[i, 1] = na2
 
 
-_BWD_SPAN = 128  # columns of a backward column block: four per lane, the anchor's gradient held in registers
-
-
 @cuda.jit(device=True, inline=True)
-def _col(X, r, t, live):
-    return X[r, t] if live else X.dtype.type(0)
+def _term_into(out, j, t0, D, u, v, a0, a1, a2, a3, b0, b1, b2, b3):
+    """Add the table-row term ``u A[i] - v table[j]`` over this lane's four columns into ``out[j]`` (atomics)."""
+    if t0 < D:
+        cuda.atomic.add(out, (j, t0), u * a0 - v * b0)
+    if t0 + 32 < D:
+        cuda.atomic.add(out, (j, t0 + 32), u * a1 - v * b1)
+    if t0 + 64 < D:
+        cuda.atomic.add(out, (j, t0 + 64), u * a2 - v * b2)
+    if t0 + 96 < D:
+        cuda.atomic.add(out, (j, t0 + 96), u * a3 - v * b3)
 
 
-@cuda.jit
+@cuda.jit(**_BOUNDS)
 def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, dbuf, nbuf, status, gA, gP, coef_u,
                        coef_v, out):
     """InfoNCE backward after :func:`_info_nce_fwd_warp`, 32 lanes per anchor: the anchor's and positive's
     gradients (accumulated in the CPU kernel's order) and, per negative slot, either the coefficients ``coef_u``,
     ``coef_v`` of its table-row term ``u A[i] - v table[j]`` (when ``out`` has no rows) or that term added into
     ``out[j]`` with atomics (``out`` a dense ``[N, D]`` table gradient: atomics because rows can collide; where
-    they do, the order of the additions is not fixed). The columns go in blocks of :data:`_BWD_SPAN`, lane ``l``
+    they do, the order of the additions is not fixed). The columns go in blocks of :data:`_SPAN`, lane ``l``
     owning columns ``l, l + 32, l + 64, l + 96`` of a block: the anchor's row and its gradient stay in
     registers while the slots stream past, so a slot costs the loads of its table row and no read-modify-write
-    of ``gA`` in memory (each partial sum is rounded to ``gA``'s dtype, as the stored one was). Does nothing once
-    ``status[1] >= 0`` (the forward met a non-finite table row: the caller raises, and ``out`` stays
-    untouched). Launch like the forward; no block barriers."""
+    of ``gA`` in memory (each partial sum is rounded to ``gA``'s dtype, as the stored one was). The negative
+    slots go in chunks of 32: lane ``q`` computes slot ``c + q``'s coefficients (its exponential, the
+    coalesced ``coef_u``/``coef_v`` stores) into shared memory, then the warp takes the chunk's slots two a
+    step, both rows' loads in flight together. Does nothing once ``status[1] >= 0`` (the forward met a
+    non-finite table row: the caller raises, and ``out`` stays untouched). Launch like the forward."""
+    slot_j = cuda.shared.array((_WARPS, 32), int64)
+    slot_u = cuda.shared.array((_WARPS, 32), float64)
+    slot_v = cuda.shared.array((_WARPS, 32), float64)
+    slot_w = cuda.shared.array((_WARPS, 32), float64)
     if status[1] >= 0:
         return
     i = cuda.grid(1) // 32
     lane = cuda.threadIdx.x % 32
+    w = cuda.threadIdx.x // 32
     B, D = A.shape
     K = ids.shape[1]
-    if i >= B:
+    if i >= B:  # a whole warp: the chunk loop's warp barriers below are the warp's own
         return
     into = out.shape[0] > 0
     lse = stats[i, 0]
     na2 = stats[i, 1]
     sc = scale[i] * inv_tau
     cast = gA.dtype.type
-    for c0 in range(0, max(D, 1), _BWD_SPAN):  # one block without columns still writes the coefficients
+    zero = cast(0)
+    for c0 in range(0, max(D, 1), _SPAN):  # one block without columns still writes the coefficients
         t0 = c0 + lane
-        t1 = t0 + 32
-        t2 = t0 + 64
-        t3 = t0 + 96
-        m0 = t0 < D
-        m1 = t1 < D
-        m2 = t2 < D
-        m3 = t3 < D
-        a0 = _col(A, i, t0, m0)
-        a1 = _col(A, i, t1, m1)
-        a2 = _col(A, i, t2, m2)
-        a3 = _col(A, i, t3, m3)
-        g0 = g1 = g2 = g3 = cast(0)
+        a0, a1, a2, a3 = _cols4(A, i, t0, D)
+        # the positive (slot 0)
+        s = sbuf[i, 0]
+        den = dbuf[i, 0]
+        gk = sc * (math.exp(mul_rn(s, inv_tau) - lse) - 1.0)
+        u = gk / den
+        v = 0.0
         wa = 0.0
-        for k in range(K + 1):
-            if k > 0 and ids[i, k - 1] < 0:
-                if lane == 0 and not into and c0 == 0:
-                    coef_u[i, k - 1] = 0.0
-                    coef_v[i, k - 1] = 0.0
-                continue
-            s = sbuf[i, k]
-            den = dbuf[i, k]
-            pk = math.exp(mul_rn(s, inv_tau) - lse)
-            gk = sc * (pk - 1.0) if k == 0 else sc * pk
-            u = gk / den
+        if cosine and den > EPS:
+            v = gk * s / nbuf[i, 0]
+            wa += gk * s / na2
+        b0, b1, b2, b3 = _cols4(P, i, t0, D)
+        _store4(gP, i, t0, D, u * a0 - v * b0, u * a1 - v * b1, u * a2 - v * b2, u * a3 - v * b3)
+        g0 = cast(zero + u * b0)
+        g1 = cast(zero + u * b1)
+        g2 = cast(zero + u * b2)
+        g3 = cast(zero + u * b3)
+        for c in range(0, K, 32):
+            q = c + lane
+            j = ids[i, q] if q < K else -1
+            u = 0.0
             v = 0.0
-            if cosine and den > EPS:
-                v = gk * s / nbuf[i, k]
-                wa += gk * s / na2
-            if k == 0:
-                b0 = _col(P, i, t0, m0)
-                b1 = _col(P, i, t1, m1)
-                b2 = _col(P, i, t2, m2)
-                b3 = _col(P, i, t3, m3)
-                if m0:
-                    gP[i, t0] = u * a0 - v * b0
-                if m1:
-                    gP[i, t1] = u * a1 - v * b1
-                if m2:
-                    gP[i, t2] = u * a2 - v * b2
-                if m3:
-                    gP[i, t3] = u * a3 - v * b3
-            else:
-                j = ids[i, k - 1]
-                b0 = _col(table, j, t0, m0)
-                b1 = _col(table, j, t1, m1)
-                b2 = _col(table, j, t2, m2)
-                b3 = _col(table, j, t3, m3)
-                if into:
-                    if m0:
-                        cuda.atomic.add(out, (j, t0), u * a0 - v * b0)
-                    if m1:
-                        cuda.atomic.add(out, (j, t1), u * a1 - v * b1)
-                    if m2:
-                        cuda.atomic.add(out, (j, t2), u * a2 - v * b2)
-                    if m3:
-                        cuda.atomic.add(out, (j, t3), u * a3 - v * b3)
-                elif lane == 0 and c0 == 0:
-                    coef_u[i, k - 1] = u
-                    coef_v[i, k - 1] = v
-            g0 = cast(g0 + u * b0)
-            g1 = cast(g1 + u * b1)
-            g2 = cast(g2 + u * b2)
-            g3 = cast(g3 + u * b3)
-        if m0:
-            gA[i, t0] = g0 - wa * a0
-        if m1:
-            gA[i, t1] = g1 - wa * a1
-        if m2:
-            gA[i, t2] = g2 - wa * a2
-        if m3:
-            gA[i, t3] = g3 - wa * a3
+            wq = 0.0
+            if j >= 0:
+                s = sbuf[i, q + 1]
+                den = dbuf[i, q + 1]
+                gk = sc * math.exp(mul_rn(s, inv_tau) - lse)
+                u = gk / den
+                if cosine and den > EPS:
+                    v = gk * s / nbuf[i, q + 1]
+                    wq = gk * s / na2
+            if q < K and c0 == 0 and not into:
+                coef_u[i, q] = u
+                coef_v[i, q] = v
+            slot_j[w, lane] = j
+            slot_u[w, lane] = u
+            slot_v[w, lane] = v
+            slot_w[w, lane] = wq
+            warp_sync()
+            for kk in range(0, min(32, K - c), 2):  # slots past K read as -1
+                j1 = slot_j[w, kk]
+                j2 = slot_j[w, kk + 1]
+                b0, b1, b2, b3 = _cols4(table, j1, t0, D)
+                e0, e1, e2, e3 = _cols4(table, j2, t0, D)
+                if j1 >= 0:
+                    u = slot_u[w, kk]
+                    wa += slot_w[w, kk]
+                    if into:
+                        _term_into(out, j1, t0, D, u, slot_v[w, kk], a0, a1, a2, a3, b0, b1, b2, b3)
+                    g0 = cast(g0 + u * b0)
+                    g1 = cast(g1 + u * b1)
+                    g2 = cast(g2 + u * b2)
+                    g3 = cast(g3 + u * b3)
+                if j2 >= 0:
+                    u = slot_u[w, kk + 1]
+                    wa += slot_w[w, kk + 1]
+                    if into:
+                        _term_into(out, j2, t0, D, u, slot_v[w, kk + 1], a0, a1, a2, a3, e0, e1, e2, e3)
+                    g0 = cast(g0 + u * e0)
+                    g1 = cast(g1 + u * e1)
+                    g2 = cast(g2 + u * e2)
+                    g3 = cast(g3 + u * e3)
+            warp_sync()  # every lane has read the chunk before the next chunk overwrites it
+        _store4(gA, i, t0, D, g0 - wa * a0, g1 - wa * a1, g2 - wa * a2, g3 - wa * a3)
 
 
 def info_nce_scratch(B, K):
@@ -380,17 +445,21 @@ _IB_SCRATCH = scratch_size(IB_BLOCK)
 
 @cuda.jit
 def _norms_sq(X, out):
+    """``out[i] = (‖X_i‖², ‖X_i‖)`` in float64: the root taken once a row, not once a pair by the kernels below
+    (the same bits: a square root is correctly rounded)."""
     i = cuda.grid(1)
     if i < X.shape[0]:
         acc = 0.0
         for t in range(X.shape[1]):
             acc += float64(X[i, t]) * float64(X[i, t])
-        out[i] = acc
+        out[i, 0] = acc
+        out[i, 1] = math.sqrt(acc)
 
 
 @cuda.jit(device=True, inline=True)
 def _ib_den(na2, np2, i, j):
-    return math.sqrt(na2[i]) * math.sqrt(np2[j])
+    """``‖a_i‖ ‖p_j‖`` from :func:`_norms_sq`'s rows."""
+    return na2[i, 1] * np2[j, 1]
 
 
 @cuda.jit(device=True, inline=True)
@@ -502,7 +571,7 @@ def _ib_col_radial(S, r0, per, na2, np2, inv_tau, row_lse, col_lse, row_scale, c
         i = r0 + il
         if _ib_den(na2, np2, i, j) > EPS:
             s = float64(S[il, j])
-            acc += _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric) * s / np2[j]
+            acc += _ib_g(s, i, j, inv_tau, row_lse, col_lse, row_scale, col_scale, symmetric) * s / np2[j, 0]
     parts[k, j] = acc
 
 
@@ -534,8 +603,8 @@ def _ib_coefficients(S, r0, na2, np2, inv_tau, cosine, row_lse, col_lse, row_sca
             den = _ib_den(na2, np2, i, j)
             if den > EPS:
                 S[il, j] = g / den
-                if na2[i] > 0.0:
-                    rv += g * s / na2[i]
+                if na2[i, 0] > 0.0:
+                    rv += g * s / na2[i, 0]
             else:
                 S[il, j] = g / EPS
         else:
@@ -560,7 +629,7 @@ def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_s
 
     B, D = dA.shape
     f64 = np.float64
-    na2, np2 = cuda.device_array(B, f64), cuda.device_array(B, f64)
+    na2, np2 = cuda.device_array((B, 2), f64), cuda.device_array((B, 2), f64)  # squared norms and norms
     launch1(_norms_sq, B, dA, na2)
     launch1(_norms_sq, B, dP, np2)
     R = max(1, min(B, IB_CHUNK_BYTES // max(B * np.dtype(dA.dtype).itemsize, 1)))

@@ -121,15 +121,27 @@ def adam_flat_guarded(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, o
                    flag, True)
 
 
+_SCAN = 8  # elements a thread of the non-finite scan checks: their loads in flight together
+
+
 @cuda.jit(cache=True)
 def _nonfinite_code(x, flag, code):
-    # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none); the plain read
-    # first keeps an all-NaN array from queueing millions of atomics on one word
+    # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none). A thread checks
+    # _SCAN elements one grid apart (each load coalesced across the warp), all loaded before any is tested. Run 4
+    # (H200) timed Adam's guarded step at 0.668 ms against 0.477 ms unguarded, far more than this scan's read of
+    # 4 bytes a parameter should cost; with one element a thread it kept one load in flight per thread. The
+    # plain read of the flag keeps an all-NaN array from queueing millions of atomics on one word.
     i = cuda.grid(1)
-    if i < x.size:
-        y = x[i]
-        if (math.isnan(y) or math.isinf(y)) and flag[0] < code:
-            cuda.atomic.max(flag, 0, code)
+    step = cuda.gridsize(1)
+    n = x.size
+    bad = False
+    for r in range(_SCAN):
+        j = i + r * step
+        if j < n:
+            y = x[j]
+            bad = bad or math.isnan(y) or math.isinf(y)
+    if bad and flag[0] < code:
+        cuda.atomic.max(flag, 0, code)
 
 
 @cuda.jit(cache=True)
@@ -272,7 +284,7 @@ class StepGuard:
     def scan(self, x, code):
         """Raise the word to ``code`` (a positive int32) if the flat device array ``x`` holds a NaN/inf."""
         if x.size:
-            _nonfinite_code[_blocks(x.size), _THREADS](x, self.flag, code)
+            _nonfinite_code[_blocks(math.ceil(x.size / _SCAN)), _THREADS](x, self.flag, code)
 
     def read(self):
         """Queue the word's copy into pinned host memory, and an event after it, on the default stream."""
@@ -357,15 +369,16 @@ def _chains(keys, pos, n, ufirst, nxt):
     nxt[e] = pos[t + 1] if t + 1 < n and keys[t + 1] == key else -1
 
 
-def row_chains(rows):
-    """``(ufirst, nxt)`` for the row kernels from non-negative device row ids, with ``nu = len(rows)``.
+def row_chains(rows, bound=None):
+    """``(ufirst, nxt)`` for the row kernels from non-negative device row ids, with ``nu = len(rows)``; ``bound``
+    (the parameter's row count, which every id is below) sets the sort's passes (:func:`.arrays.sort_keys`).
 
     Each distinct row's chain runs through its occurrences in order (the sort is stable), so its gradients are
     summed in the CPU's order (``kernels/cpu/optim.py:coalesce_rows``); groups come in id order rather than
     order of first appearance, which changes nothing (each distinct row is updated alone). No host copy.
     """
     n = rows.shape[0]
-    keys, pos = arrays.sort_keys(rows)
+    keys, pos = arrays.sort_keys(rows, bound)
     ufirst = cuda.device_array(n, np.int64)
     nxt = cuda.device_array(n, np.int64)
     _chains[_blocks(n), _THREADS](keys, pos, n, ufirst, nxt)
