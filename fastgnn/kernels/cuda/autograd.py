@@ -37,7 +37,7 @@ blocks (:func:`grid.shape2`), the 32 lanes of a warp on consecutive columns of o
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, uint32, uint64
 
 from .grid import grid2, launch2, shape1, shape2
 from .mathfn import mul_rn
@@ -100,8 +100,8 @@ def _stage(X, trans, lo, hi, j0, dj, k0, dk, k_hi, buf, count):
     for i in range(count):
         j = lo + j0 + i * dj
         k = k0 + i * dk
-        if j < hi and k < k_hi:
-            buf[i] = X[k, j] if trans else X[j, k]
+        if j < hi and k < k_hi:  # j, k >= 0: unsigned indices skip the wrap-around of negative ones
+            buf[i] = X[uint64(k), uint64(j)] if trans else X[uint64(j), uint64(k)]
         else:
             buf[i] = zero
 
@@ -139,6 +139,8 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
         b_j, b_k, b_dj, b_dk = tid // MM_BK, tid % MM_BK, MM_NT // MM_BK, 0
     else:  # B [K, N]: consecutive threads along n
         b_j, b_k, b_dj, b_dk = tid % MM_BN, tid // MM_BN, 0, MM_NT // MM_BN
+    a_row = uint32(ty * MM_R)  # this thread's first row of a shared A slice, and first column of a B slice
+    b_col = uint32(tx)
     k0 = k_lo
     _stage(A, trans_a, m0, M, a_j, a_dj, k0 + a_k, a_dk, k_hi, pa, MM_A_LOADS)
     _stage(B, not trans_b, n0, N, b_j, b_dj, k0 + b_k, b_dk, k_hi, pb, MM_B_LOADS)
@@ -152,11 +154,12 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
         if k1 < k_hi:  # the next slice's loads run while this one is multiplied
             _stage(A, trans_a, m0, M, a_j, a_dj, k1 + a_k, a_dk, k_hi, pa, MM_A_LOADS)
             _stage(B, not trans_b, n0, N, b_j, b_dj, k1 + b_k, b_dk, k_hi, pb, MM_B_LOADS)
-        for kk in range(MM_BK):
+        for kk in range(MM_BK):  # unsigned shared indices: no wrap-around arithmetic for negative ones
+            uk = uint32(kk)
             for r in range(MM_R):
-                av[r] = As[kk, ty * MM_R + r]
+                av[r] = As[uk, a_row + uint32(r)]
             for c in range(MM_R):
-                bv[c] = Bs[kk, tx + c * MM_TX]
+                bv[c] = Bs[uk, b_col + uint32(c * MM_TX)]
             for r in range(MM_R):
                 for c in range(MM_R):
                     acc[r, c] += av[r] * bv[c]
