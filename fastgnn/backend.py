@@ -43,7 +43,7 @@ __all__ = [
 BACKENDS = ("cpu", "cuda", "auto")
 ENV_VAR = "FASTGNN_BACKEND"
 POOL_ENV_VAR = "FASTGNN_CUDA_POOL"
-_POOL_ON = ("", "1", "true", "yes", "on")  # unset: on (asv_benchmarks/GPU_RESULTS.md, Run 4)
+_POOL_ON = ("", "1", "true", "yes", "on")  # unset: on (asv_benchmarks/GPU_RESULTS.md, Runs 4 and 5)
 _POOL_OFF = ("0", "false", "no", "off")
 
 _global_choice: str | None = None
