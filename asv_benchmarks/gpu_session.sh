@@ -30,7 +30,7 @@ BENCH_ARGS=${BENCH_ARGS:-}
 
 # The cases still short of their targets first (info_nce, the GCN/GRACE epochs, the GEMM, the miner), so a step
 # stopped at its limit loses the least; copy before optim (the optimizers' share of the copy bandwidth). The
-# memory pool is on by default since Run 4 (FASTGNN_CUDA_POOL unset). skipgram and dispatch last: their targets were
+# memory pool is on by default since Run 5 (FASTGNN_CUDA_POOL unset). skipgram and dispatch last: their targets were
 # met in Run 3 (dispatch) and Run 5 (skip-gram).
 timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py infonce gcn grace gemm copy optim miner inbatch skipgram dispatch $BENCH_ARGS \
     --json "$OUT/rows.json" > "$OUT/bench.txt" 2>&1
