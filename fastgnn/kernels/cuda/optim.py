@@ -127,10 +127,10 @@ _SCAN = 8  # elements a thread of the non-finite scan checks: their loads in fli
 @cuda.jit(cache=True)
 def _nonfinite_code(x, flag, code):
     # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none). A thread checks
-    # _SCAN elements one grid apart (each load coalesced across the warp), all loaded before any is tested. Run 4
-    # (H200) timed Adam's guarded step at 0.668 ms against 0.477 ms unguarded, far more than this scan's read of
-    # 4 bytes a parameter should cost; with one element a thread it kept one load in flight per thread. The
-    # plain read of the flag keeps an all-NaN array from queueing millions of atomics on one word.
+    # _SCAN elements one grid apart (each load coalesced across the warp), all loaded before any is tested. With
+    # one element a thread, Adam's guarded step over 64M parameters took 0.668 ms against 0.477 ms unguarded on an
+    # H200 (GPU_RESULTS.md, Run 4); with 8 it took 0.597 ms against 0.464 ms (Run 5). The plain read of the flag
+    # keeps an all-NaN array from queueing millions of atomics on one word.
     i = cuda.grid(1)
     step = cuda.gridsize(1)
     n = x.size
