@@ -142,20 +142,62 @@ class Linear(Module):
         return y if self.bias is None else ag.add(y, self.bias)
 
 
-class GCNConv(Module):
-    """Kipf & Welling: ``H' = D̃^-1/2 (A + I) D̃^-1/2 (X W) + b``."""
+def _aggregate_first(x, lin):
+    """Whether a layer ``Â X W`` should propagate before it multiplies: when ``X`` is dense and has no more
+    columns than ``X W``. ``(Â X) W`` then gathers the narrower rows (DGL's ``GraphConv`` chooses the same
+    way), and for a constant ``X`` (input features) its backward needs no sparse product at all:
+    ``dW = (Â X)ᵀ G``. Both orders give the same product up to rounding."""
+    return not ag._is_sparse(x) and lin.weight.shape[0] <= lin.weight.shape[1]
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed: int = 0, dtype=np.float32):
+
+class GCNConv(Module):
+    """Kipf & Welling: ``H' = D̃^-1/2 (A + I) D̃^-1/2 X W + b``.
+
+    The sparse product runs on the narrower side: ``(Â X) W`` when the layer widens or keeps the width,
+    ``Â (X W)`` when it narrows (or ``X`` is sparse).
+
+    ``cached=True`` (transductive training: one graph, fixed features) keeps ``Â X`` of a constant input (one
+    that needs no gradient) and reuses it while the same graph and the same input array come back, so a
+    first layer that propagates first runs its sparse product once. The key is the objects' identity, not
+    their values: call :meth:`clear_cache` after changing the input array in place. The
+    :class:`~fastgnn.trainer.Trainer` turns it on for the length of each ``fit``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed: int = 0, dtype=np.float32,
+                 cached: bool = False):
         self.lin = Linear(in_features, out_features, bias=False, seed=seed, dtype=dtype)
         self.bias = Tensor(np.zeros((1, out_features), _dtype(dtype)), requires_grad=True) if bias else None
+        self.cached = bool(cached)
+        self._cache = None  # (graph, input array, Â X)
+
+    def clear_cache(self):
+        """Forget the cached ``Â X`` (see ``cached``)."""
+        self._cache = None
+
+    def _propagate(self, graph, x):
+        if not self.cached or (isinstance(x, Tensor) and x.requires_grad):
+            return ag.gcn_propagate(graph, x)
+        data = ag.no_grad_value(x)
+        hit = self._cache
+        if hit is not None and hit[0] is graph and hit[1] is data:
+            return hit[2]
+        out = ag.gcn_propagate(graph, x)
+        self._cache = (graph, data, out)
+        return out
 
     def forward(self, graph, x):
-        h = ag.gcn_propagate(graph, self.lin(x))
+        if _aggregate_first(x, self.lin):
+            h = self.lin(self._propagate(graph, x))
+        else:
+            h = ag.gcn_propagate(graph, self.lin(x))
         return h if self.bias is None else ag.add(h, self.bias)
 
 
 class SAGEConv(Module):
-    """GraphSAGE with mean aggregation: ``h'_i = W_self x_i + W_neigh mean_{j∈N(i)} x_j + b``."""
+    """GraphSAGE with mean aggregation: ``h'_i = W_self x_i + W_neigh mean_{j∈N(i)} x_j + b``.
+
+    The mean runs on the narrower side, as in :class:`GCNConv`: over ``x`` when the layer widens or keeps
+    the width, over ``x W_neigh`` when it narrows."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, seed: int = 0, dtype=np.float32):
         self.lin_self = Linear(in_features, out_features, bias=bias, seed=seed, dtype=dtype)
@@ -163,7 +205,11 @@ class SAGEConv(Module):
 
     def forward(self, graph, x):
         x = ag.tensor(x)
-        return ag.add(self.lin_self(x), self.lin_neigh(ag.spmm(graph, x, norm="rw")))
+        if _aggregate_first(x, self.lin_neigh):
+            neigh = self.lin_neigh(ag.spmm(graph, x, norm="rw"))
+        else:
+            neigh = ag.spmm(graph, self.lin_neigh(x), norm="rw")
+        return ag.add(self.lin_self(x), neigh)
 
 
 class GATConv(Module):

@@ -108,3 +108,94 @@ def test_gcn_learns_karate_factions():
     model.eval()
     acc = (model(g, x).data.argmax(1) == y).mean()
     assert acc >= 0.8, acc  # semi-supervised from 2 labels, as in Kipf & Welling's karate demo
+
+
+def _gcn_matrix(g):
+    """Kipf & Welling's D̃^-1/2 (A + I) D̃^-1/2 as a dense float64 matrix (a plain NumPy oracle)."""
+    A = np.zeros((g.num_nodes, g.num_nodes))
+    for i in range(g.num_nodes):
+        for p in range(g.indptr[i], g.indptr[i + 1]):
+            A[i, g.indices[p]] += 1.0 if g.weights is None else g.weights[p]
+    A += np.eye(g.num_nodes)
+    r = A.sum(axis=1) ** -0.5
+    return r[:, None] * A * r[None, :]
+
+
+def _mean_matrix(g):
+    A = np.zeros((g.num_nodes, g.num_nodes))
+    for i in range(g.num_nodes):
+        for p in range(g.indptr[i], g.indptr[i + 1]):
+            A[i, g.indices[p]] += 1.0
+    deg = A.sum(axis=1)
+    return np.divide(A, deg[:, None], out=np.zeros_like(A), where=deg[:, None] > 0)
+
+
+@pytest.mark.parametrize("kind", ["gcn", "sage"])
+@pytest.mark.parametrize("fout", [2, 4, 7])  # narrows (propagate X W), keeps and widens the width (propagate X)
+def test_graph_layers_match_the_dense_formula_in_either_order(small, kind, fout, monkeypatch):
+    """GCNConv / SAGEConv propagate on the narrower side (``nn._aggregate_first``); the output and every
+    gradient, for a constant input and for one that needs its gradient, equal the dense formula's."""
+    g, x = small
+    layer = (nn.GCNConv if kind == "gcn" else nn.SAGEConv)(4, fout, seed=2, dtype=np.float64)
+    assert nn._aggregate_first(x, layer.lin if kind == "gcn" else layer.lin_neigh) == (fout >= 4)
+    G = np.random.default_rng(5).standard_normal((10, fout))
+    if kind == "gcn":
+        M, W, b = _gcn_matrix(g), layer.lin.weight.data, layer.bias.data
+        want = M @ x @ W + b
+        want_W, want_x = (M @ x).T @ G, M.T @ G @ W.T
+    else:
+        M, Ws, Wn, b = _mean_matrix(g), layer.lin_self.weight.data, layer.lin_neigh.weight.data, layer.lin_self.bias.data
+        want = x @ Ws + M @ x @ Wn + b
+        want_W, want_x = (M @ x).T @ G, G @ Ws.T + M.T @ G @ Wn.T
+    calls = []
+    real = ag.gcn_propagate if kind == "gcn" else ag.spmm
+    monkeypatch.setattr(ag, real.__name__, lambda *a, **k: calls.append(a[1].shape[1]) or real(*a, **k))
+    out = layer(g, x)  # a constant input
+    np.testing.assert_allclose(out.data, want, rtol=1e-12, atol=1e-12)
+    assert calls == [min(4, fout)]  # one sparse product, over the narrower width
+    out.backward(G)
+    wgrad = layer.lin.weight.grad if kind == "gcn" else layer.lin_neigh.weight.grad
+    np.testing.assert_allclose(wgrad, want_W, rtol=1e-12, atol=1e-12)
+    layer.zero_grad()
+    xt = ag.Tensor(x.copy(), requires_grad=True)
+    layer(g, xt).backward(G)
+    np.testing.assert_allclose(xt.grad, want_x, rtol=1e-12, atol=1e-12)
+
+
+def test_gcn_layer_keeps_a_sparse_input_sparse(small):
+    """A sparse feature matrix is multiplied first (``Â (X W)``) whatever the widths: it is never densified."""
+    import scipy.sparse as sp
+
+    g, x = small
+    x[np.abs(x) < 0.8] = 0.0
+    layer = nn.GCNConv(4, 7, seed=2, dtype=np.float64)
+    assert not nn._aggregate_first(sp.csr_matrix(x), layer.lin)
+    np.testing.assert_allclose(layer(g, sp.csr_matrix(x)).data, layer(g, x).data, rtol=1e-12, atol=1e-12)
+
+
+def test_gcn_cached_input_is_reused_while_graph_and_array_stay(small, monkeypatch):
+    """``GCNConv(cached=True)`` runs ``Â X`` once for a constant input; another graph, another array, an input
+    that needs its gradient, or :meth:`clear_cache` make it propagate again (with the new values)."""
+    g, x = small
+    calls = []
+    real = ag.gcn_propagate
+    monkeypatch.setattr(ag, "gcn_propagate", lambda *a: calls.append(1) or real(*a))
+    layer = nn.GCNConv(4, 6, seed=2, dtype=np.float64, cached=True)
+    plain = nn.GCNConv(4, 6, seed=2, dtype=np.float64)
+    want = plain(g, x).data
+    for _ in range(3):
+        np.testing.assert_array_equal(layer(g, x).data, want)
+    assert len(calls) == 1 + 1  # plain's call, then the cached layer's one
+    layer(g, ag.Tensor(x.copy(), requires_grad=True))  # needs its gradient: never cached
+    layer(g, x.copy())  # another array: propagates again, and keeps that one
+    assert len(calls) == 4
+    g2 = Graph.from_edges([0, 1], [1, 2], num_nodes=10)
+    np.testing.assert_allclose(layer(g2, x).data, plain(g2, x).data, rtol=1e-12)
+    x[0] += 1.0  # changed in place: the identity-keyed cache needs clear_cache
+    layer(g, x)
+    layer.clear_cache()
+    np.testing.assert_allclose(layer(g, x).data, plain(g, x).data, rtol=1e-12)
+    layer.zero_grad()
+    out = layer(g, x)
+    out.backward(np.ones(out.shape))
+    np.testing.assert_allclose(layer.lin.weight.grad, (_gcn_matrix(g) @ x).T @ np.ones(out.shape), rtol=1e-12)

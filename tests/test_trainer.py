@@ -227,3 +227,29 @@ def test_uniform_negatives_follow_degree_to_the_075():
     empty = Graph.from_edges(np.array([], np.int64), np.array([], np.int64), num_nodes=4)
     np.testing.assert_array_equal(_uniform_negatives(empty, np.arange(4), 2, np.random.default_rng(0)),
                                   np.full((4, 2), -1))
+
+
+def test_fit_propagates_constant_features_once(pp, monkeypatch):
+    """During ``fit`` the first GCN layer (it widens: ``(Â X) W``) propagates the fixed features once, and the
+    losses are the same bits as without the cache; afterwards the layers forget it."""
+    from fastgnn import autograd as ag
+    from fastgnn import nn
+    from fastgnn.trainer import _trainer
+
+    X = np.random.default_rng(0).standard_normal((pp.graph.num_nodes, 6)).astype(np.float32)
+    kw = dict(positives="neighbors", dim=8, hidden=16, lr=0.01, seed=0)
+    calls = []
+    real = ag.gcn_propagate
+    monkeypatch.setattr(ag, "gcn_propagate", lambda g, x: calls.append(ag.tensor(x).requires_grad) or real(g, x))
+    tr = Trainer("gcn", ("infonce",), **kw)
+    h = tr.fit(pp, epochs=4, features=X)
+    assert calls.count(False) == 1 and calls.count(True) == 4  # the second layer's input needs its gradient
+    layers = [m for m in tr.model._children if isinstance(m, nn.GCNConv)]
+    assert all(not m.cached and m._cache is None for m in layers)
+    calls.clear()
+    import contextlib
+
+    monkeypatch.setattr(_trainer, "propagation_cached", lambda model: contextlib.nullcontext())
+    h2 = Trainer("gcn", ("infonce",), **kw).fit(pp, epochs=4, features=X)
+    assert calls.count(False) == 4
+    assert h["loss"] == h2["loss"]

@@ -1,6 +1,7 @@
 """The Trainer's building blocks: constants, errors, augmentations, history, early stopping, helpers."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -165,16 +166,37 @@ def _make_encoder(kind, fin, hidden, dim, layers, heads, seed, dtype):
     return nn.Sequential(*mods)
 
 
-def _dropouts(module):
+def _submodules(module, kind):
+    """The modules of type ``kind`` inside ``module`` (attributes and ``Sequential`` children), in order."""
     out = []
     for v in vars(module).values():
-        if isinstance(v, nn.Dropout):
+        if isinstance(v, kind):
             out.append(v)
         elif isinstance(v, nn.Module):
-            out.extend(_dropouts(v))
+            out.extend(_submodules(v, kind))
     for c in getattr(module, "_children", ()):
-        out.extend([c] if isinstance(c, nn.Dropout) else _dropouts(c))
+        out.extend([c] if isinstance(c, kind) else _submodules(c, kind))
     return out
+
+
+def _dropouts(module):
+    return _submodules(module, nn.Dropout)
+
+
+@contextlib.contextmanager
+def propagation_cached(model):
+    """For the length of one ``fit`` (its graph and features fixed): the model's GCN layers keep ``Â X`` of
+    their constant input (:class:`~fastgnn.nn.GCNConv`'s ``cached``); afterwards they forget it and get
+    their own setting back."""
+    layers = [m for m in _submodules(model, nn.GCNConv) if not m.cached] if model is not None else []
+    for m in layers:
+        m.cached = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.cached = False
+            m.clear_cache()
 
 
 def _only_grad(g):

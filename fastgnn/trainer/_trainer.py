@@ -16,7 +16,8 @@ from .. import nn
 from ..graph import Graph
 from ._epoch import EpochMixin
 from ._parts import (_CKPT_FORMAT, MINERS, MODELS, OBJECTIVES, POSITIVES, EarlyStopping, History, TrainingDiverged,
-                     _all_finite, _Diverged, _make_encoder, _pair, _Projection, _progress)
+                     _all_finite, _Diverged, _make_encoder, _pair, _Projection, _progress,
+                     propagation_cached)
 
 
 class Trainer(EpochMixin):
@@ -296,8 +297,9 @@ class Trainer(EpochMixin):
         try:
             if dev is not None:
                 dev.activate()  # an encoder's parameter tensors hold the device arrays until fit returns or raises
-            self._fit_epochs(graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
-                             checkpoint_every, progress, verbose)
+            with propagation_cached(self.model):  # the graph and X stay as they are until fit returns
+                self._fit_epochs(graph, X, epochs, early_stopping, callbacks, eval_fn, eval_every, checkpoint,
+                                 checkpoint_every, progress, verbose)
         finally:
             if dev is not None:
                 dev.deactivate()  # the one copy back per fit (none when nothing changed); host arrays again

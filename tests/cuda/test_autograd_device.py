@@ -212,13 +212,16 @@ def test_device_errors_name_the_problem():
         ag.Tensor(upload(np.ones(3, np.int64)))
 
 
-@pytest.mark.parametrize("layer", ["gcn", "sage", "gat", "gat-mean", "linear-elu"])
+@pytest.mark.parametrize("layer", ["gcn", "gcn-widen", "sage", "sage-widen", "gat", "gat-mean", "linear-elu"])
 def test_modules_on_the_device_match_the_host(graphs, layer, rng):
-    """``Module.to("cuda")``: a two-layer encoder's output and parameter gradients match the host module's."""
+    """``Module.to("cuda")``: a two-layer encoder's output and parameter gradients match the host module's
+    (``-widen``: the first layer widens, so it propagates its input before it multiplies)."""
     g = graphs["undirected"]
     make = {
         "gcn": lambda: nn.Sequential(nn.GCNConv(F, 5, seed=1), nn.ReLU(), nn.GCNConv(5, 3, seed=2)),
+        "gcn-widen": lambda: nn.Sequential(nn.GCNConv(F, 8, seed=1), nn.ReLU(), nn.GCNConv(8, 3, seed=2)),
         "sage": lambda: nn.Sequential(nn.SAGEConv(F, 5, seed=1), nn.ReLU(), nn.SAGEConv(5, 3, seed=2)),
+        "sage-widen": lambda: nn.Sequential(nn.SAGEConv(F, 8, seed=1), nn.ReLU(), nn.SAGEConv(8, 3, seed=2)),
         "gat": lambda: nn.Sequential(nn.GATConv(F, 2, heads=2, seed=1), nn.ELU(), nn.GATConv(4, 3, seed=2)),
         "gat-mean": lambda: nn.Sequential(nn.GATConv(F, 3, heads=2, concat=False, seed=1)),
         "linear-elu": lambda: nn.Sequential(nn.Linear(F, 5, seed=1), nn.ELU(0.5), nn.Linear(5, 3, seed=2)),

@@ -123,6 +123,47 @@ def test_info_nce_inbatch_in_chunks_matches_cpu(rng, monkeypatch, rows, dtype):
             np.testing.assert_allclose(g["positives"], w["positives"], **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_info_nce_inbatch_fast_path_where_it_applies(rng, monkeypatch, dtype):
+    """The CUDA in-batch loss takes its fast path (normalised rows, one exponential an element) where the CPU
+    takes its own: S in one chunk, no clamped pair, and for the symmetric loss cosine with 2/τ within the one
+    shift's range. Each case agrees with the reference formula and its finite-difference gradients; the other
+    cases fall back to the exact path."""
+    if not fb.cuda_available():
+        pytest.skip(fb.cuda_status()[1])
+    from fastgnn.kernels.cuda import losses as kc
+
+    taken = []
+    real = kc._inbatch_fast
+    monkeypatch.setattr(kc, "_inbatch_fast", lambda *a: taken.append(real(*a) is not None) or real(*a))
+    monkeypatch.setattr(kc, "TILE", (4, 2))  # several blocks of the 2-d kernels
+    monkeypatch.setattr(kc, "IB_PART_ROWS", 3)  # column sums over 3 parts
+    B, D = 9, 37  # two column strides of a warp
+    A, P = rng.standard_normal((2, B, D))
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+    cases = [("cosine", True, 0.5, True), ("cosine", False, 0.5, True), ("dot", False, 0.3, True),
+             ("cosine", True, 0.02, False), ("dot", True, 0.3, False), ("zero row", True, 0.5, False)]
+    for kind, symmetric, tau, fast in cases:
+        a = A.copy()
+        if kind == "zero row":
+            a[3] = 0.0
+            kind = "cosine"
+        kw = dict(temperature=tau, similarity=kind, symmetric=symmetric, reduction="sum")
+        taken.clear()
+        loss, g = info_nce(a.astype(dtype), P.astype(dtype), backend="cuda", **kw)
+        assert taken == [fast], (kind, symmetric, tau)
+        want, wg = info_nce(a, P, backend="cpu", **kw)  # float64 on the CPU: the reference for both dtypes
+        np.testing.assert_allclose(loss, want, rtol=tol["rtol"])
+        for key in ("anchors", "positives"):  # atol scaled: float32 sums cancel; a clamped gradient is ~1/EPS
+            scale = max(np.abs(wg[key]).max(), 1.0)
+            np.testing.assert_allclose(g[key], wg[key], rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=key)
+        if dtype == np.float64 and fast:
+            f = lambda x, y: ref.info_nce_items(x, y, None, None, tau, kind, symmetric).sum()  # noqa: E731
+            np.testing.assert_allclose(g["anchors"], ref.numerical_grad(lambda x: f(x, P), a), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(g["positives"], ref.numerical_grad(lambda y: f(a, y), P), rtol=1e-6,
+                                       atol=1e-6)
+
+
 @pytest.mark.parametrize("normalization", ["none", "sym", "edge"])
 def test_spectral(rng, backend, normalization):
     g = Graph.from_edges(rng.integers(0, 9, 14), rng.integers(0, 9, 14), num_nodes=11, weights=rng.uniform(0.5, 2, 14))

@@ -620,14 +620,197 @@ def _ib_rows_launch(kernel, rows, *args):
         kernel[-(-32 * rows // IB_BLOCK), IB_BLOCK](*args)
 
 
+# The fast path, the twin of the CPU's ``_inbatch_fast`` (``losses/contrastive.py``): when S fits in one chunk
+# and no pair is clamped, the rows are normalised first, S = Â P̂ᵀ is one GEMM, and each element takes one
+# exponential, in S's dtype (float32 S: float32 exp, as the CPU's vectorised exp): the exact path above takes
+# six float64 ones. Rows take their own maximum as the shift; the symmetric cosine loss takes the one shift
+# 1/τ for rows and columns (logits lie in [-1/τ, 1/τ]), so the column sums come from the same exponentials.
+IB_COLUMN_RANGE = 60.0  # the CPU's ``_COLUMN_RANGE``: the fixed shift serves while 2/τ stays within it
+
+
+@cuda.jit(device=True, inline=True)
+def _row_dot(X, Y, i, scratch, lane, w):
+    """``Σ_t X[i, t] Y[i, t]`` in float64 over a warp's lanes (a fixed tree), the same on every lane."""
+    acc = 0.0
+    for t in range(lane, X.shape[1], 32):
+        acc += float64(X[i, t]) * float64(Y[i, t])
+    return warp_sum(acc, scratch, lane, w)
+
+
+@cuda.jit
+def _ib_normalize(X, out, norms, lo, slot):
+    """Warp i: ``out[i] = X[i] / |X[i]|``, ``norms[i] = |X[i]|`` (float64 sum, a fixed warp tree) and
+    ``lo[slot] = min(lo[slot], |X[i]|)`` (the caller takes the fast path only when no pair is clamped; a zero
+    row writes zeros, never read then)."""
+    scratch = cuda.shared.array(_IB_SCRATCH, float64)
+    i, lane, w = _warp_row()
+    if i >= X.shape[0]:
+        return
+    D = X.shape[1]
+    nrm = math.sqrt(_row_dot(X, X, i, scratch, lane, w))
+    inv = X.dtype.type(1.0 / nrm) if nrm > 0.0 else X.dtype.type(0)
+    for t in range(lane, D, 32):
+        out[i, t] = X[i, t] * inv
+    if lane == 0:
+        norms[i] = nrm
+        cuda.atomic.min(lo, slot, nrm)
+
+
+@cuda.jit
+def _ib_exp_rows(S, inv_tau, fixed, shift, row_m, row_tot, zdiag):
+    """Warp i: ``m_i`` = ``shift`` (``fixed``) or the row's largest ``z_ij = s_ij / τ``; then ``S[i, j] = e_ij =
+    exp(z_ij - m_i)`` in S's dtype, ``row_tot[i] = Σ_j e_ij`` (float64, a fixed warp tree), ``row_m[i] = m_i``,
+    ``zdiag[i] = z_ii``."""
+    scratch = cuda.shared.array(_IB_SCRATCH, float64)
+    i, lane, w = _warp_row()
+    if i >= S.shape[0]:
+        return
+    B = S.shape[1]
+    it = S.dtype.type(inv_tau)
+    m = shift
+    if not fixed:
+        m = -math.inf
+        for j in range(lane, B, 32):
+            z = float64(S[i, j] * it)
+            if z > m or z != z:
+                m = z
+        m = warp_max(m, scratch, lane, w)
+    mm = S.dtype.type(m)
+    tot = 0.0
+    zd = 0.0
+    for j in range(lane, B, 32):
+        z = S[i, j] * it
+        if j == i:
+            zd = float64(z)
+        e = math.exp(z - mm)
+        S[i, j] = e
+        tot += float64(e)
+    tot, zd = warp_sum2(tot, zd, scratch, lane, w)  # zd: one lane's z_ii plus zeros, exact
+    if lane == 0:
+        row_m[i] = float64(mm)  # the shift the exponentials took (float32 S: 1/τ rounded)
+        row_tot[i] = tot
+        zdiag[i] = zd
+
+
+@cuda.jit
+def _ib_col_sums(E, per, parts):
+    """Column j, part k (a thread; a warp reads consecutive columns): Σ e_ij over the part's rows, in order."""
+    j, k = grid2()
+    if j >= E.shape[1] or k >= parts.shape[0]:
+        return
+    acc = 0.0
+    for i in range(k * per, min(E.shape[0], (k + 1) * per)):
+        acc += float64(E[i, j])
+    parts[k, j] = acc
+
+
+@cuda.jit
+def _ib_fast_factors(row_m, row_tot, col_sum, zdiag, inv_tau, row_scale, col_scale, symmetric, row_loss, col_loss,
+                     alpha, beta, diag):
+    """Per row i: the losses (``m_i + log Σ_j e_ij - z_ii``; symmetric, the column's with the one shift) and the
+    gradient's factors ``dL/ds_ij = e_ij (alpha_i + beta_j) - [i == j] diag_i``."""
+    i = cuda.grid(1)
+    if i >= row_m.shape[0]:
+        return
+    rc = row_scale[i] * inv_tau
+    row_loss[i] = row_m[i] + math.log(row_tot[i]) - zdiag[i]
+    alpha[i] = rc / row_tot[i]
+    if symmetric:
+        cc = col_scale[i] * inv_tau
+        col_loss[i] = row_m[i] + math.log(col_sum[i]) - zdiag[i]  # row_m: the one shift
+        beta[i] = cc / col_sum[i]
+        diag[i] = rc + cc
+    else:
+        beta[i] = 0.0
+        diag[i] = rc
+
+
+@cuda.jit
+def _ib_fast_grad(E, alpha, beta, diag):
+    """``E[i, j] <- E[i, j] (alpha_i + beta_j) - [i == j] diag_i`` (a thread an element, rows of a warp's columns)."""
+    j, i = grid2()
+    if i < E.shape[0] and j < E.shape[1]:
+        g = float64(E[i, j]) * (alpha[i] + beta[j])
+        if i == j:
+            g -= diag[i]
+        E[i, j] = g
+
+
+@cuda.jit
+def _ib_project(G, Xh, norms):
+    """Warp i: back through x̂ = x / |x|: ``G[i] <- (G[i] - (G[i]·x̂_i) x̂_i) / |x_i|`` (float64 dot, a fixed tree)."""
+    scratch = cuda.shared.array(_IB_SCRATCH, float64)
+    i, lane, w = _warp_row()
+    if i >= G.shape[0]:
+        return
+    D = G.shape[1]
+    d = G.dtype.type(_row_dot(G, Xh, i, scratch, lane, w))
+    inv = G.dtype.type(1.0 / norms[i])
+    for t in range(lane, D, 32):
+        G[i, t] = (G[i, t] - d * Xh[i, t]) * inv
+
+
+def _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
+    """The fast path (see :data:`IB_COLUMN_RANGE`), or None where it does not apply: S larger than one chunk, a
+    symmetric loss without the one shift (dot products, or 2/τ past the range), or a clamped pair (a zero row:
+    checked on the device, one read back of two numbers)."""
+    from .autograd import matmul
+
+    B, D = dA.shape
+    fixed = bool(symmetric)
+    if B * B * np.dtype(dA.dtype).itemsize > IB_CHUNK_BYTES or (symmetric and not (
+            cosine and 2.0 * inv_tau <= IB_COLUMN_RANGE)):
+        return None
+    f64 = np.float64
+    if cosine:
+        Ah, Ph = cuda.device_array((B, D), dA.dtype), cuda.device_array((B, D), dA.dtype)
+        na, nq = cuda.device_array(B, f64), cuda.device_array(B, f64)
+        lo = full(2, math.inf)
+        _ib_rows_launch(_ib_normalize, B, dA, Ah, na, lo, 0)
+        _ib_rows_launch(_ib_normalize, B, dP, Ph, nq, lo, 1)
+        lo_a, lo_p = lo.copy_to_host()
+        if not lo_a * lo_p >= EPS:
+            return None
+    else:
+        Ah, Ph = dA, dP
+    S = cuda.device_array((B, B), dA.dtype)
+    matmul(Ah, Ph, S, trans_b=True)
+    row_m, row_tot, zdiag = (cuda.device_array(B, f64) for _ in range(3))
+    _ib_rows_launch(_ib_exp_rows, B, S, float64(inv_tau), fixed, float64(inv_tau), row_m, row_tot, zdiag)
+    col_sum = full(B, 0.0)
+    if symmetric:
+        per = max(IB_PART_ROWS, -(-B // IB_PARTS))
+        parts = cuda.device_array((-(-B // per), B), f64)
+        launch2(_ib_col_sums, parts.shape[0], B, S, per, parts)
+        launch1(_add_parts, B, parts, col_sum)
+    row_loss, col_loss = cuda.device_array(B, f64), full(B, 0.0)
+    alpha, beta, diag = (cuda.device_array(B, f64) for _ in range(3))
+    launch1(_ib_fast_factors, B, row_m, row_tot, col_sum, zdiag, float64(inv_tau), row_scale, col_scale, symmetric,
+            row_loss, col_loss, alpha, beta, diag)
+    launch2(_ib_fast_grad, B, B, S, alpha, beta, diag)
+    gA = cuda.device_array((B, D), dA.dtype)
+    gP = cuda.device_array((B, D), dA.dtype)
+    matmul(S, Ph, gA)
+    matmul(S, Ah, gP, trans_a=True)
+    if cosine:
+        _ib_rows_launch(_ib_project, B, gA, Ah, na)
+        _ib_rows_launch(_ib_project, B, gP, Ph, nq)
+    return row_loss, col_loss, gA, gP
+
+
 def info_nce_inbatch_device(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
     """In-batch InfoNCE on device arrays: ``(row_loss, col_loss, gA, gP)``, all device arrays.
 
     ``row_loss`` / ``col_loss`` are float64 [B] (``col_loss`` is zeros unless ``symmetric``); the item loss is
     ``row_loss`` or, symmetric, ``(row_loss + col_loss) / 2``. ``row_scale`` / ``col_scale``: float64 device [B].
+    The fast path (:func:`_inbatch_fast`) where it applies, else the exact one: per-pair clamped similarities
+    in chunks of rows.
     """
     from .autograd import add, add_scaled_rows, matmul, scale
 
+    fast = _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale)
+    if fast is not None:
+        return fast
     B, D = dA.shape
     f64 = np.float64
     na2, np2 = cuda.device_array((B, 2), f64), cuda.device_array((B, 2), f64)  # squared norms and norms
