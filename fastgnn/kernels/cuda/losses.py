@@ -657,8 +657,8 @@ def _ib_normalize(X, out, norms, lo, slot):
 
 
 @cuda.jit
-def _ib_exp_rows(S, inv_tau, fixed, shift, row_m, row_tot, zdiag):
-    """Warp i: ``m_i`` = ``shift`` (``fixed``) or the row's largest ``z_ij = s_ij / τ``; then ``S[i, j] = e_ij =
+def _ib_exp_rows(S, inv_tau, fixed, row_m, row_tot, zdiag):
+    """Warp i: ``m_i`` = 1/τ (``fixed``: the one shift) or the row's largest ``z_ij = s_ij / τ``; then ``S[i, j] = e_ij =
     exp(z_ij - m_i)`` in S's dtype, ``row_tot[i] = Σ_j e_ij`` (float64, a fixed warp tree), ``row_m[i] = m_i``,
     ``zdiag[i] = z_ii``."""
     scratch = cuda.shared.array(_IB_SCRATCH, float64)
@@ -667,7 +667,7 @@ def _ib_exp_rows(S, inv_tau, fixed, shift, row_m, row_tot, zdiag):
         return
     B = S.shape[1]
     it = S.dtype.type(inv_tau)
-    m = shift
+    m = inv_tau
     if not fixed:
         m = -math.inf
         for j in range(lane, B, 32):
@@ -757,7 +757,6 @@ def _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
     from .autograd import matmul
 
     B, D = dA.shape
-    fixed = bool(symmetric)
     if B * B * np.dtype(dA.dtype).itemsize > IB_CHUNK_BYTES or (symmetric and not (
             cosine and 2.0 * inv_tau <= IB_COLUMN_RANGE)):
         return None
@@ -776,7 +775,7 @@ def _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
     S = cuda.device_array((B, B), dA.dtype)
     matmul(Ah, Ph, S, trans_b=True)
     row_m, row_tot, zdiag = (cuda.device_array(B, f64) for _ in range(3))
-    _ib_rows_launch(_ib_exp_rows, B, S, float64(inv_tau), fixed, float64(inv_tau), row_m, row_tot, zdiag)
+    _ib_rows_launch(_ib_exp_rows, B, S, float64(inv_tau), bool(symmetric), row_m, row_tot, zdiag)
     col_sum = full(B, 0.0)
     if symmetric:
         per = max(IB_PART_ROWS, -(-B // IB_PARTS))
