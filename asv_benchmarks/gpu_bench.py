@@ -265,6 +265,8 @@ def case_infonce(args):
 
     t_sparse = timeit(sparse)
     row("infonce", "fastgnn cuda (row-sparse table grad)", t_sparse)
+    if args.kernel_times:
+        kernel_table("infonce", sparse, "one row-sparse call")
     buf, kB = zeros((N, D))
 
     def dense():
@@ -561,19 +563,25 @@ def per_epoch(tr, g, X, more):
     return epoch, max(t1 - epoch, 0.0)
 
 
-def kernel_table(case, tr, g, X):
-    """``--kernel-times``: each fastgnn kernel's share of a 2-epoch device fit, printed and as rows."""
+def kernel_table(case, work, what="2 epochs"):
+    """``--kernel-times``: each fastgnn kernel's share of ``work()`` (a 2-epoch device fit, one call ...), printed
+    and as rows."""
     times, restore = kernel_timer()
     try:
-        tr.fit(g, epochs=tr.epoch + 2, features=X)
+        work()
     finally:
         restore()
     total = sum(s for _, s in times.values())
-    print(f"           kernel times of a 2-epoch device fit (each launch synchronised before and after; "
+    print(f"           kernel times of {what} (each launch synchronised before and after; "
           f"{total * 1e3:.1f} ms in {sum(n for n, _ in times.values())} launches):", flush=True)
     for name, (n, sec) in sorted(times.items(), key=lambda kv: -kv[1][1])[:30]:
         print(f"             {sec * 1e3:9.2f} ms {n:6d} x  {name}", flush=True)
-        row(case, f"kernel {name} (2 epochs)", sec, f"{n} launches", launches=n)
+        row(case, f"kernel {name} ({what})", sec, f"{n} launches", launches=n)
+
+
+def fit_more(tr, g, X, epochs=2):
+    """A callable that trains ``tr`` for ``epochs`` more epochs (for :func:`kernel_table`)."""
+    return lambda: tr.fit(g, epochs=tr.epoch + epochs, features=X)
 
 
 def check_histories(cfg, g, X):
@@ -615,7 +623,7 @@ def case_gcn(args):
         print("           profile of a 3-epoch device fit (host view; device work shows in the calls that wait):\n"
               + out.getvalue(), flush=True)
     if args.kernel_times:
-        kernel_table("gcn", dev, g, X)
+        kernel_table("gcn", fit_more(dev, g, X))
     torch = _torch()
     if torch is not None:
         t = _torch_gcn_epoch(torch, g, X, fin, hid, dim, K)
@@ -651,7 +659,7 @@ def case_grace(args):
     row("grace", "fastgnn cuda Trainer epoch (device-resident)", t_dev,
         f"fit's fixed cost {setup_dev * 1e3:.1f} ms", setup_ms=setup_dev * 1e3)
     if args.kernel_times:
-        kernel_table("grace", dev, g, X)
+        kernel_table("grace", fit_more(dev, g, X))
     torch = _torch()
     if torch is not None:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -165,12 +165,42 @@ def _ptxas():
     return next((str(p) for p in found if p.is_file()), shutil.which("ptxas"))
 
 
+def _nvdisasm():
+    """The ptx extra's nvdisasm (nvidia-cuda-nvdisasm, under ``nvidia/cu*/bin``), else one on PATH, else None."""
+    import shutil
+
+    try:
+        import nvidia
+    except ImportError:
+        return shutil.which("nvdisasm")
+    found = [p for root in nvidia.__path__ for p in sorted(Path(root).glob("*/bin/nvdisasm")) if p.is_file()]
+    return str(found[-1]) if found else shutil.which("nvdisasm")
+
+
+def _kk_loop(sass):
+    """The instructions (opcodes) of the innermost loop that holds the GEMM's multiply-adds: from the last label
+    before the first FFMA to the first branch after the last one."""
+    import re
+
+    lines = sass.splitlines()
+    ffma = [i for i, line in enumerate(lines) if re.search(r"\bFFMA\b", line)]
+    start = max(i for i in range(ffma[0]) if lines[i].startswith(".L_"))
+    end = min(i for i in range(ffma[-1], len(lines)) if re.search(r"\bBRA\b", lines[i]))
+    ops = []
+    for line in lines[start:end + 1]:
+        m = re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)
+        if m:
+            ops.append(m.group(1))
+    return ops
+
+
 def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
     """The GEMM (``kernels/cuda/autograd.py``) keeps each thread's 8 x 8 sums, operands and prefetched slice in
     local arrays indexed by constants only: they must be registers (no ``.local`` in the PTX), and, where ptxas is
     at hand, the float32 kernel must fit 128 registers without spills, so that two 256-thread blocks share an SM.
-    (ptxas also merges a thread's 8 A operands into two 16-byte shared loads, ``LDS.128`` in the SASS; that
-    needs a disassembler to see, which the ptx extra does not install.)"""
+    Where nvdisasm is at hand too, the SASS of the K loop must read each k's 8 A and 8 B operands as four 16-byte
+    shared loads (``LDS.128``) and nothing narrower: ptxas merges them only when it can prove the addresses
+    16-byte aligned (A's rows are consecutive, B's columns permuted into runs of 4, ``_b_slot``)."""
     import re
     import subprocess
 
@@ -196,3 +226,11 @@ def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
             assert res.returncode == 0, res.stderr
             regs = int(re.search(r"Used (\d+) registers", res.stderr).group(1))
             assert regs <= 128 and "0 bytes spill stores" in res.stderr, (name, res.stderr)
+            nvdisasm = _nvdisasm()
+            if nvdisasm is None:
+                continue
+            dis = subprocess.run([nvdisasm, "-c", str(tmp_path / "g.o")], capture_output=True, text=True)
+            assert dis.returncode == 0, dis.stderr
+            loop = _kk_loop(dis.stdout)
+            assert loop.count("FFMA") == ka.MM_R * ka.MM_R, (name, loop)
+            assert [op for op in loop if op.startswith("LDS")] == ["LDS.128"] * (2 * ka.MM_R // 4), (name, loop)

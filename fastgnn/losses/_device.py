@@ -232,7 +232,7 @@ def local_contrastive(Z, pairs, similar, margin, reduction):
     gamma = _a().empty(E, np.float64)
     k.launch1(k._contrastive_pairs, E, Zd, P2, sim, margin, a.full(E, reduction_weights(reduction, E)), loss, gamma)
     # incidence lists on the device: endpoints sorted by node (stable), node x's at starts[x]:starts[x+1]
-    keys, entries = a.sort_keys(_flat(P2), bound=N)  # node ids (checked): ceil(bits(N) / 4) radix passes
+    keys, entries = a.sort_keys(_flat(P2), bound=N)  # node ids (checked): ceil(bits(N) / 8) radix passes
     starts = a.key_starts(keys, N)
     grad = _a().empty((N, D), Zd.dtype)
     k.launch2(k._contrastive_gather, N, D, Zd, P2, gamma, starts, entries, grad)
@@ -305,7 +305,7 @@ def reconstruction(Z, graph, K, seed, reduction):
     M = arcs * (1 + K)
     targets = _a().empty(M, np.int64)
     k.launch1(k._reconstruction_keys, M, indices, negs, Kc, targets)
-    keys, pos = a.sort_keys(targets, bound=N)  # node ids: ceil(bits(N) / 4) radix passes
+    keys, pos = a.sort_keys(targets, bound=N)  # node ids: ceil(bits(N) / 8) radix passes
     starts = a.key_starts(keys, N)
     src, coef = _a().empty(M, np.int64), _a().empty(M, np.float64)
     k.launch1(k._reconstruction_sources, M, pos, arc_src, Kc, cpos, cneg, src, coef)

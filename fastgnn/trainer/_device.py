@@ -181,7 +181,7 @@ class DeviceTable:
         rows = cuda.device_array((2 * B, D), dtype=self.table.dtype)
         a.copy_into(_flat(g["anchors"]), _flat(rows), 0)
         a.copy_into(_flat(g["positives"]), _flat(rows), B * D)
-        skeys, spos = a.sort_keys(keys, bound=N)  # node ids: ceil(bits(N) / 4) radix passes, not 16
+        skeys, spos = a.sort_keys(keys, bound=N)  # node ids: ceil(bits(N) / 8) radix passes, not 8
         if self._nodes is None:
             self._nodes = a.iota(N)
         kl = _backend.kernels("losses", "cuda")

@@ -36,7 +36,7 @@ def _small(monkeypatch, scan_threads, scan_per):
 def ka(monkeypatch):
     """Sorting and grouping: warp chunks of one round of 32 keys, at most 3 chunks, so 100 keys make 2 chunks of
     2 rounds (the second chunk's last round partial); scan tiles of 64 items (the simulator runs each launch's
-    threads as Python threads: an unbounded int64 sort is 16 passes of launches, and smaller tiles made this
+    threads as Python threads: an unbounded int64 sort is 8 passes of launches, and smaller tiles made this
     file take 6 minutes)."""
     return _small(monkeypatch, 8, 8)
 
@@ -76,13 +76,39 @@ SIZES = (0, 1, 29, 100)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("n", SIZES)
 def test_sort_keys_matches_numpy(ka, rng, n, dtype):
-    # without a bound an int64 sort runs all 16 passes (those past the top digit return at once): slow in the
-    # simulator, so one such case per size
-    for hi, bound in ((1, None), (5, 5), (300, None if dtype is np.int32 or n < 10 else 300), (300, 1300)):
+    # without a bound an int64 sort runs all 8 passes (those past the top digit return at once): slow in the
+    # simulator, so one such case per size. Keys below 300 take 2 passes of 8 bits, below 70,000 three (a middle
+    # pass between the two scratch buffers).
+    for hi, bound in ((1, None), (5, 5), (300, None if dtype is np.int32 or n < 10 else 300), (300, 1300),
+                      (70_000, 70_000)):
         x = inputs(rng, n, dtype, hi)
         want_k, want_p = ref_sort(x)
         k, p = ka.sort_keys(dev(x), bound)
         assert k.dtype == np.int64 and p.dtype == np.int64 and k.shape == (n,) and p.shape == (n,)
+        np.testing.assert_array_equal(k.copy_to_host(), want_k)
+        np.testing.assert_array_equal(p.copy_to_host(), want_p)
+
+
+def test_sort_keys_passes_are_set_by_the_bound(ka, rng, monkeypatch):
+    # 8-bit digits: ceil(bits(bound) / 8) scatter launches, each doing work (a pass past the top digit returns at
+    # once on the device, so only the launch count shows a wasted pass)
+    launches = []
+
+    class Counting:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, config):
+            launches.append(config)
+            return self.kernel[config]
+
+    monkeypatch.setattr(ka, "_radix_scatter", Counting(ka._radix_scatter))
+    x = rng.integers(0, 1000, 40)
+    for bound, passes in ((1, 1), (255, 1), (256, 2), (65_535, 2), (65_536, 3), (10 ** 7, 3)):
+        launches.clear()
+        k, p = ka.sort_keys(dev(x), bound)
+        assert len(launches) == passes, bound
+        want_k, want_p = ref_sort(x, bound)
         np.testing.assert_array_equal(k.copy_to_host(), want_k)
         np.testing.assert_array_equal(p.copy_to_host(), want_p)
 

@@ -121,6 +121,8 @@ def test_gemm_constants(ka):
     assert ka.gemm_constants(4, 4, 4, 4)["MM_A_SHARED"] == (4, 20)
     with pytest.raises(ValueError, match="GEMM layout"):
         ka.gemm_constants(4, 4, 8, 4)  # 16 threads cannot stage 32 rows
+    with pytest.raises(ValueError, match="whole runs of 4"):
+        ka.gemm_constants(6, 6, 6, 4)  # columns are read from shared memory 4 at a time
 
 
 def test_split_k_parts_cover_k(ka):

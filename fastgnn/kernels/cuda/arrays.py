@@ -321,10 +321,10 @@ def offsets_from_counts(counts):
 
 
 # --------------------------------------------------------------------------- stable grouping by key
-_DIGIT = 4  # bits per radix pass
+_DIGIT = 8  # bits per radix pass: node ids below 2^24 sort in 3 passes
 _RADIX = 1 << _DIGIT
 _CHUNK_ROUNDS = 16  # fewest rounds of 32 keys per warp chunk of the radix passes (512 keys)
-_MAX_CHUNKS = 1 << 14  # most warp chunks of a pass (bounds the histogram: _RADIX entries per chunk)
+_MAX_CHUNKS = 1 << 13  # most warp chunks of a pass (bounds the histogram: _RADIX entries per chunk)
 RADIX_BLOCK = 32 if SIM else 128  # threads per block of the radix passes (a chunk per warp)
 _RADIX_WARPS = RADIX_BLOCK // 32
 _RADIX_SCRATCH = scratch_size(RADIX_BLOCK)
@@ -384,8 +384,8 @@ def _radix_count(src, topd, shift, chunk, hist):
     top = topd[0]
     if shift > 0 and (top >> shift) == 0:
         return
-    if lane < _RADIX:
-        cnt[w, lane] = 0
+    for d in range(lane, _RADIX, 32):
+        cnt[w, d] = 0
     cuda.syncthreads()
     if c < nchunks:
         lo = c * chunk
@@ -393,8 +393,9 @@ def _radix_count(src, topd, shift, chunk, hist):
         for i in range(lo + lane, hi, 32):
             cuda.atomic.add(cnt, (w, (_radix_key(src[i], top) >> shift) & (_RADIX - 1)), 1)
     cuda.syncthreads()
-    if c < nchunks and lane < _RADIX:
-        hist[lane * nchunks + c] = cnt[w, lane]
+    if c < nchunks:
+        for d in range(lane, _RADIX, 32):
+            hist[d * nchunks + c] = cnt[w, d]
 
 
 @cuda.jit
@@ -415,8 +416,8 @@ def _radix_scatter(src, pos, first, topd, shift, chunk, offs, keys_tmp, pos_tmp,
     if c >= nchunks or (shift > 0 and (top >> shift) == 0):
         return  # the warp's 32 lanes together
     last = shift + _DIGIT >= 63 or (top >> (shift + _DIGIT)) == 0
-    if lane < _RADIX:
-        nxt[w, lane] = offs[lane * nchunks + c]
+    for d in range(lane, _RADIX, 32):
+        nxt[w, d] = offs[d * nchunks + c]
     warp_sync()
     lo = c * chunk
     hi = min(lo + chunk, src.shape[0])
@@ -457,8 +458,8 @@ def sort_keys(flat, bound=None):
     upper bound on the keys (keys ``>= bound`` are treated as padding) and sets the number of passes; without it
     the largest key is found on the device and passes past its highest digit return at once (no host copy).
 
-    An LSD radix sort of 4-bit digits over the keys ``0..top`` (``top = bound`` or max key + 1 standing for the
-    padding): ``ceil(bits(top) / 4)`` passes, each a per-chunk digit count, a prefix sum of the digit-major
+    An LSD radix sort of 8-bit digits over the keys ``0..top`` (``top = bound`` or max key + 1 standing for the
+    padding): ``ceil(bits(top) / 8)`` passes, each a per-chunk digit count, a prefix sum of the digit-major
     histogram and a stable scatter, one warp per chunk of consecutive keys reading 32 of them a round. Atomics
     only count; every key's slot is fixed by the keys before it, so the result is the same on every run.
     """

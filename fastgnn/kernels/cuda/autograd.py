@@ -48,7 +48,9 @@ TILE = (32, 8)  # (columns, rows) per block of the 2-d elementwise kernels
 
 # GEMM: a block of MM_TX x MM_TY threads computes a MM_BM x MM_BN tile of ``out``, each thread an MM_R x MM_R
 # register block: rows ty * MM_R + r (consecutive, so a thread reads its MM_R values of a shared A row as vector
-# loads) and columns tx + c * MM_TX (strided, so the 32 lanes of a warp store consecutive columns). K advances in
+# loads) and columns tx + c * MM_TX (strided, so the lanes of a warp store consecutive columns). A shared B row
+# holds the tile's columns permuted (_b_slot) so that a thread's MM_R columns lie in runs of MM_CV = 4, each read
+# by one 16-byte load, the 16 lanes of a row on consecutive addresses (no bank conflicts). K advances in
 # slices of MM_BK staged in K-major shared tiles, each row padded by 4 entries (keeps the rows 16-byte aligned for
 # the vector loads, and puts the lanes' transposing stores in distinct banks). Every thread stages MM_A_LOADS
 # entries of A's slice and MM_B_LOADS of B's, and loads the next slice into registers while the block multiplies
@@ -64,11 +66,14 @@ def gemm_constants(tx, ty, r, bk):
     nt, bm, bn = tx * ty, r * ty, r * tx
     if nt % bk or nt % bm or nt % bn:
         raise ValueError(f"GEMM layout: {tx} x {ty} threads cannot stage slices of {bm} x {bk} and {bk} x {bn}")
-    return dict(MM_TX=tx, MM_TY=ty, MM_R=r, MM_BK=bk, MM_BM=bm, MM_BN=bn, MM_NT=nt, MM_A_LOADS=bk * bm // nt,
+    cv = 4  # columns per vector load of a shared B row (16 bytes of float32)
+    if r % cv:
+        raise ValueError(f"GEMM layout: a register block of {r} columns is not whole runs of {cv}")
+    return dict(MM_TX=tx, MM_TY=ty, MM_R=r, MM_CV=cv, MM_BK=bk, MM_BM=bm, MM_BN=bn, MM_NT=nt, MM_A_LOADS=bk * bm // nt,
                 MM_B_LOADS=bk * bn // nt, MM_A_SHARED=(bk, bm + 4), MM_B_SHARED=(bk, bn + 4))
 
 
-(MM_TX, MM_TY, MM_R, MM_BK, MM_BM, MM_BN, MM_NT, MM_A_LOADS, MM_B_LOADS, MM_A_SHARED,
+(MM_TX, MM_TY, MM_R, MM_CV, MM_BK, MM_BM, MM_BN, MM_NT, MM_A_LOADS, MM_B_LOADS, MM_A_SHARED,
  MM_B_SHARED) = gemm_constants(16, 16, 8, 8).values()
 # split K (launch geometry only, read on the host): blocks wanted (4 per SM of a 132-SM H100), fewest K per part
 MM_SPLIT_BLOCKS = 512
@@ -107,6 +112,22 @@ def _stage(X, trans, lo, hi, j0, dj, k0, dk, k_hi, buf, count):
 
 
 @cuda.jit(device=True, inline=True)
+def _col_offset(c):
+    """Where column c of a thread's register block (tile column tx + c * MM_TX) sits in a shared B row, relative
+    to the thread's first (MM_CV * tx): runs of MM_CV, one 16-byte vector load each, MM_CV * MM_TX apart."""
+    return (c // MM_CV) * (MM_CV * MM_TX) + c % MM_CV
+
+
+@cuda.jit(device=True, inline=True)
+def _b_slot(j):
+    """The shared B row position of tile column ``j`` (uint32): j = tx + c * MM_TX goes to MM_CV * tx +
+    _col_offset(c), so that each thread's columns lie in runs of MM_CV while the columns it stores to ``out`` stay
+    MM_TX apart (a warp's stores coalesced)."""
+    return (j // uint32(MM_CV * MM_TX)) * uint32(MM_CV * MM_TX) + (j % uint32(MM_TX)) * uint32(MM_CV) + \
+        (j // uint32(MM_TX)) % uint32(MM_CV)
+
+
+@cuda.jit(device=True, inline=True)
 def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
     """out[m0:m0+BM, n0:n0+BN] = op(A)[m0:, k_lo:k_hi] @ op(B)[k_lo:k_hi, n0:] for one block.
 
@@ -140,7 +161,7 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
     else:  # B [K, N]: consecutive threads along n
         b_j, b_k, b_dj, b_dk = tid % MM_BN, tid // MM_BN, 0, MM_NT // MM_BN
     a_row = uint32(ty * MM_R)  # this thread's first row of a shared A slice, and first column of a B slice
-    b_col = uint32(tx)
+    b_col = uint32(MM_CV * tx)
     k0 = k_lo
     _stage(A, trans_a, m0, M, a_j, a_dj, k0 + a_k, a_dk, k_hi, pa, MM_A_LOADS)
     _stage(B, not trans_b, n0, N, b_j, b_dj, k0 + b_k, b_dk, k_hi, pb, MM_B_LOADS)
@@ -148,7 +169,7 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
         for i in range(MM_A_LOADS):
             As[a_k + i * a_dk, a_j + i * a_dj] = pa[i]
         for i in range(MM_B_LOADS):
-            Bs[b_k + i * b_dk, b_j + i * b_dj] = pb[i]
+            Bs[b_k + i * b_dk, _b_slot(uint32(b_j + i * b_dj))] = pb[i]
         cuda.syncthreads()
         k1 = k0 + MM_BK
         if k1 < k_hi:  # the next slice's loads run while this one is multiplied
@@ -159,7 +180,7 @@ def _gemm_tile(A, B, out, trans_a, trans_b, m0, n0, k_lo, k_hi):
             for r in range(MM_R):
                 av[r] = As[uk, a_row + uint32(r)]
             for c in range(MM_R):
-                bv[c] = Bs[uk, b_col + uint32(c * MM_TX)]
+                bv[c] = Bs[uk, b_col + uint32(_col_offset(c))]
             for r in range(MM_R):
                 for c in range(MM_R):
                     acc[r, c] += av[r] * bv[c]
