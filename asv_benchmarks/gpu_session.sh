@@ -7,7 +7,8 @@
 #
 # Each step has its own time limit (BENCH_S, TESTS_S, POOL_S seconds) so that the whole run fits one device
 # call of 10 minutes; a step that runs out leaves what it printed. BENCH_ARGS adds options to the first bench
-# (e.g. "--no-cpu --kernel-times"). PYTHON picks the interpreter (default
+# (default "--kernel-times": the per-kernel tables of the infonce, gcn and grace cases; e.g. "--no-cpu
+# --kernel-times" to skip the CPU rows, "" for neither). PYTHON picks the interpreter (default
 # python3, the device image's, which has numba-cuda, torch and pytest-xdist).
 set -u
 OUT=${OUT:-gpu_out}
@@ -23,7 +24,7 @@ if not hasattr(numpy, "row_stack"):
 PYEOF
 export PYTHONPATH="$SHIM:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
-BENCH_ARGS=${BENCH_ARGS:-}
+BENCH_ARGS=${BENCH_ARGS---kernel-times}
 
 { nvidia-smi -L; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1

@@ -37,6 +37,10 @@ def test_gpu_bench_smoke(tmp_path, capsys):
     assert all(r["median_ms"] > 0 for r in data["rows"] if "Trainer epoch" not in r["impl"])
     kernels = {r["impl"] for r in data["rows"] if r["impl"].startswith("kernel ")}
     assert "kernel autograd._matmul (2 epochs)" in kernels and "kernel optim.adam_flat_guarded (2 epochs)" in kernels
+    infonce = {r["impl"] for r in data["rows"] if r["case"] == "infonce"}
+    # the row-sparse call's own table: its grouping and its table pass
+    assert {"kernel arrays._radix_scatter (one row-sparse call)",
+            "kernel losses._table_grad_grouped (one row-sparse call)"} <= infonce
     grace = {r["impl"] for r in data["rows"] if r["case"] == "grace"}
     assert "kernel graph._compact_arcs (2 epochs)" in grace  # the views are built on the device
     assert "check: loss cuda" in capsys.readouterr().out  # the answer was compared with the CPU backend
