@@ -137,7 +137,7 @@ def test_info_nce_inbatch_fast_path_where_it_applies(rng, monkeypatch, dtype):
     real = kc._inbatch_fast
     monkeypatch.setattr(kc, "_inbatch_fast", lambda *a: taken.append(real(*a) is not None) or real(*a))
     monkeypatch.setattr(kc, "TILE", (4, 2))  # several blocks of the 2-d kernels
-    monkeypatch.setattr(kc, "IB_PART_ROWS", 3)  # column sums over 3 parts
+    monkeypatch.setattr(kc, "IB_PART_ROWS", 3)  # the exact path's column sums over 3 parts
     B, D = 9, 37  # two column strides of a warp
     A, P = rng.standard_normal((2, B, D))
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)

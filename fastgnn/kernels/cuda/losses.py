@@ -15,6 +15,7 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from .arrays import full, launch_range_scan
+from .autograd import _row_dot
 from .grid import grid2, shape2
 from .mathfn import mul_rn
 from .mathfn import sigmoid as _sigmoid
@@ -628,15 +629,6 @@ def _ib_rows_launch(kernel, rows, *args):
 IB_COLUMN_RANGE = 60.0  # the CPU's ``_COLUMN_RANGE``: the fixed shift serves while 2/τ stays within it
 
 
-@cuda.jit(device=True, inline=True)
-def _row_dot(X, Y, i, scratch, lane, w):
-    """``Σ_t X[i, t] Y[i, t]`` in float64 over a warp's lanes (a fixed tree), the same on every lane."""
-    acc = 0.0
-    for t in range(lane, X.shape[1], 32):
-        acc += float64(X[i, t]) * float64(Y[i, t])
-    return warp_sum(acc, scratch, lane, w)
-
-
 @cuda.jit
 def _ib_normalize(X, out, norms, lo, slot):
     """Warp i: ``out[i] = X[i] / |X[i]|``, ``norms[i] = |X[i]|`` (float64 sum, a fixed warp tree) and
@@ -647,7 +639,7 @@ def _ib_normalize(X, out, norms, lo, slot):
     if i >= X.shape[0]:
         return
     D = X.shape[1]
-    nrm = math.sqrt(_row_dot(X, X, i, scratch, lane, w))
+    nrm = math.sqrt(_row_dot(X, X, i, lane, scratch, w))
     inv = X.dtype.type(1.0 / nrm) if nrm > 0.0 else X.dtype.type(0)
     for t in range(lane, D, 32):
         out[i, t] = X[i, t] * inv
@@ -693,18 +685,6 @@ def _ib_exp_rows(S, inv_tau, fixed, row_m, row_tot, zdiag):
 
 
 @cuda.jit
-def _ib_col_sums(E, per, parts):
-    """Column j, part k (a thread; a warp reads consecutive columns): Σ e_ij over the part's rows, in order."""
-    j, k = grid2()
-    if j >= E.shape[1] or k >= parts.shape[0]:
-        return
-    acc = 0.0
-    for i in range(k * per, min(E.shape[0], (k + 1) * per)):
-        acc += float64(E[i, j])
-    parts[k, j] = acc
-
-
-@cuda.jit
 def _ib_fast_factors(row_m, row_tot, col_sum, zdiag, inv_tau, row_scale, col_scale, symmetric, row_loss, col_loss,
                      alpha, beta, diag):
     """Per row i: the losses (``m_i + log Σ_j e_ij - z_ii``; symmetric, the column's with the one shift) and the
@@ -744,7 +724,7 @@ def _ib_project(G, Xh, norms):
     if i >= G.shape[0]:
         return
     D = G.shape[1]
-    d = G.dtype.type(_row_dot(G, Xh, i, scratch, lane, w))
+    d = G.dtype.type(_row_dot(G, Xh, i, lane, scratch, w))
     inv = G.dtype.type(1.0 / norms[i])
     for t in range(lane, D, 32):
         G[i, t] = (G[i, t] - d * Xh[i, t]) * inv
@@ -754,7 +734,7 @@ def _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
     """The fast path (see :data:`IB_COLUMN_RANGE`), or None where it does not apply: S larger than one chunk, a
     symmetric loss without the one shift (dot products, or 2/τ past the range), or a clamped pair (a zero row:
     checked on the device, one read back of two numbers)."""
-    from .autograd import matmul
+    from .autograd import column_sums, matmul
 
     B, D = dA.shape
     if B * B * np.dtype(dA.dtype).itemsize > IB_CHUNK_BYTES or (symmetric and not (
@@ -777,11 +757,8 @@ def _inbatch_fast(dA, dP, inv_tau, cosine, symmetric, row_scale, col_scale):
     row_m, row_tot, zdiag = (cuda.device_array(B, f64) for _ in range(3))
     _ib_rows_launch(_ib_exp_rows, B, S, float64(inv_tau), bool(symmetric), row_m, row_tot, zdiag)
     col_sum = full(B, 0.0)
-    if symmetric:
-        per = max(IB_PART_ROWS, -(-B // IB_PARTS))
-        parts = cuda.device_array((-(-B // per), B), f64)
-        launch2(_ib_col_sums, parts.shape[0], B, S, per, parts)
-        launch1(_add_parts, B, parts, col_sum)
+    if symmetric:  # Σ_i e_ij in float64, the autograd's deterministic column sums
+        column_sums(S, col_sum.reshape(1, B))
     row_loss, col_loss = cuda.device_array(B, f64), full(B, 0.0)
     alpha, beta, diag = (cuda.device_array(B, f64) for _ in range(3))
     launch1(_ib_fast_factors, B, row_m, row_tot, col_sum, zdiag, float64(inv_tau), row_scale, col_scale, symmetric,
