@@ -336,17 +336,14 @@ def scale_columns(X, s):
 
 
 # ---------------------------------------------------------------------------- sparse products
-def spmm_scaled(graph, X, r, c):
-    """``diag(r) A diag(c) X`` on the device for ``[N, D]`` device ``X`` (``r``, ``c`` device vectors)."""
+def spmm_scaled(graph, X, r, c, self_scale=None):
+    """``diag(r) A diag(c) X`` on the device for ``[N, D]`` device ``X`` (``r``, ``c`` device vectors), plus
+    ``diag(self_scale) X`` where given (a GCN's self-loops, in the same pass)."""
     indptr, indices, w = graph.device_arrays()
     out = empty_like(X)
-    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, w, graph._weighted, 1, r, c, X, out)
-    return out
-
-
-def add_scaled_rows(out, scale, X):
-    if out.size:
-        kernels().add_scaled_rows(out, scale, X)
+    s = r if self_scale is None else self_scale
+    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, w, graph._weighted, 1, r, c, s,
+                                                  self_scale is not None, X, out)
     return out
 
 
@@ -368,7 +365,7 @@ def sparse_product(M, X, transpose=False):
             M._device_scale = upload(M.col_scale, X.dtype)
         mode, s = 1, M._device_scale
         r, c = (s, _ones(M, X.shape[0], X.dtype)) if transpose else (_ones(M, n, X.dtype), s)
-    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, data, True, mode, r, c, X, out)
+    backend.kernels("sparse", "cuda").launch_spmm(indptr, indices, data, True, mode, r, c, r, False, X, out)
     return out
 
 

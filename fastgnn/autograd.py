@@ -118,7 +118,7 @@ class SparseMatrix:
         else:
             s = self.col_scale.astype(X.dtype, copy=False)
             mode, r, c = 1, (s if transpose else np.ones(n, X.dtype)), (np.ones(X.shape[0], X.dtype) if transpose else s)
-        backend.kernels("sparse", "cpu").spmm_csr(indptr, indices, data, True, mode, r, c, X, out)
+        backend.kernels("sparse", "cpu").spmm_csr(indptr, indices, data, True, mode, r, c, r, False, X, out)
         return out
 
 
@@ -667,26 +667,20 @@ def gcn_propagate(graph: Graph, x) -> Tensor:
         dr, dr2 = graph._device_scales("gcn", x.dtype)
         gt = graph.transpose()
         xd = _as_2d(_ad.as_device(x.data))
-        out = _ad.add_scaled_rows(_ad.spmm_scaled(graph, xd, dr, dr), dr2, xd)
+        out = _ad.spmm_scaled(graph, xd, dr, dr, dr2)
 
         def back_device(g):
-            gd = _as_2d(g)
-            return (_ad.add_scaled_rows(_ad.spmm_scaled(gt, gd, dr, dr), dr2, gd).reshape(x.shape),)
+            return (_ad.spmm_scaled(gt, _as_2d(g), dr, dr, dr2).reshape(x.shape),)
 
         return _wrap(out.reshape(x.shape), (x,), back_device)
     r = graph.gcn_scale(x.dtype)
     r2 = r * r
-    add_self = backend.kernels("sparse", "cpu").add_scaled_rows
     xd = _as_2d(x.data)
-    out = spmm_scaled(graph, xd, r, r)
-    add_self(out, r2, xd)
+    out = spmm_scaled(graph, xd, r, r, self_scale=r2)
     gt = graph.transpose()
 
     def back(g):
-        gd = _as_2d(np.asarray(g, x.dtype))
-        dx = spmm_scaled(gt, gd, r, r)
-        add_self(dx, r2, gd)
-        return (dx.reshape(x.shape),)
+        return (spmm_scaled(gt, _as_2d(np.asarray(g, x.dtype)), r, r, self_scale=r2).reshape(x.shape),)
 
     return _wrap(out.reshape(x.shape), (x,), back)
 

@@ -660,8 +660,9 @@ def spmm(graph: Graph, X, norm: str | None = None, *, out=None, backend: str | N
     return out2.reshape(X.shape) if out is None else out
 
 
-def spmm_scaled(graph: Graph, X: np.ndarray, row_scale, col_scale, out=None) -> np.ndarray:
-    """``diag(row_scale) A diag(col_scale) X`` on the CPU for validated, C-contiguous 2-d ``X`` (internal).
+def spmm_scaled(graph: Graph, X: np.ndarray, row_scale, col_scale, out=None, self_scale=None) -> np.ndarray:
+    """``diag(row_scale) A diag(col_scale) X`` on the CPU for validated, C-contiguous 2-d ``X`` (internal), plus
+    ``diag(self_scale) X`` where given (a GCN's self-loops, in the same pass).
 
     Lets autograd run a product and its transpose with one kernel: ``(R A C)^T = C A^T R``.
     """
@@ -673,7 +674,8 @@ def spmm_scaled(graph: Graph, X: np.ndarray, row_scale, col_scale, out=None) -> 
     n = graph.num_nodes
     r = np.ones(n, X.dtype) if row_scale is None else np.ascontiguousarray(row_scale, X.dtype)
     c = np.ones(n, X.dtype) if col_scale is None else np.ascontiguousarray(col_scale, X.dtype)
-    k.spmm_csr(graph.indptr, graph.indices, w, has_w, 1, r, c, X, out)
+    s = r if self_scale is None else np.ascontiguousarray(self_scale, X.dtype)
+    k.spmm_csr(graph.indptr, graph.indices, w, has_w, 1, r, c, s, self_scale is not None, X, out)
     return out
 
 
@@ -692,7 +694,7 @@ def _spmm_cpu(graph, X, norm, out):
     k = _backend.kernels("sparse", "cpu")
     has_w, mode, r, c = _kernel_args(graph, norm, X.dtype)
     w = graph.weights if has_w else np.ones(1, np.float32)
-    k.spmm_csr(graph.indptr, graph.indices, w, has_w, mode, r, c, X, out)
+    k.spmm_csr(graph.indptr, graph.indices, w, has_w, mode, r, c, r, False, X, out)
 
 
 def _spmm_cuda(graph, X, norm, out):
@@ -715,5 +717,5 @@ def _spmm_cuda(graph, X, norm, out):
             raise ValueError(f"out: expected a device array of shape {tuple(dX.shape)} and dtype {dX.dtype}")
     else:
         dout = cuda.device_array(dX.shape, dtype=dX.dtype)
-    k.launch_spmm(indptr, indices, w, graph._weighted, mode, dr, dc, dX, dout)
+    k.launch_spmm(indptr, indices, w, graph._weighted, mode, dr, dc, dr, False, dX, dout)
     return dout

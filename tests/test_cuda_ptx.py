@@ -177,6 +177,54 @@ def _nvdisasm():
     return str(found[-1]) if found else shutil.which("nvdisasm")
 
 
+def _assemble(ptx, tmp_path):
+    """``(ptxas -v report, SASS text or None without nvdisasm)`` of one kernel's PTX for sm_90 (needs ptxas)."""
+    import subprocess
+
+    src, obj = tmp_path / "kernel.ptx", tmp_path / "kernel.o"
+    src.write_text(ptx)
+    res = subprocess.run([_ptxas(), f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(src), "-o", str(obj)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    nvdisasm = _nvdisasm()
+    if nvdisasm is None:
+        return res.stderr, None
+    dis = subprocess.run([nvdisasm, "-c", str(obj)], capture_output=True, text=True)
+    assert dis.returncode == 0, dis.stderr
+    return res.stderr, dis.stdout
+
+
+def _opcodes(lines):
+    """The opcodes (predicates dropped) of SASS lines."""
+    import re
+
+    ops = []
+    for line in lines:
+        m = re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)
+        if m:
+            ops.append(m.group(1))
+    return ops
+
+
+def _loops(sass):
+    """The opcodes of each basic block that ends in a backward branch to its own label (the innermost loops)."""
+    import re
+
+    lines = sass.splitlines()
+    loops = []
+    for i, line in enumerate(lines):
+        m = re.match(r"(\.L_x_\d+):", line)
+        if not m:
+            continue
+        for k in range(i + 1, len(lines)):
+            if lines[k].startswith(".L_"):
+                break
+            if re.search(rf"\bBRA\b.*`\({re.escape(m.group(1))}\)", lines[k]):
+                loops.append(_opcodes(lines[i:k + 1]))
+                break
+    return loops
+
+
 def _kk_loop(sass):
     """The instructions (opcodes) of the innermost loop that holds the GEMM's multiply-adds: from the last label
     before the first FFMA to the first branch after the last one."""
@@ -186,12 +234,7 @@ def _kk_loop(sass):
     ffma = [i for i, line in enumerate(lines) if re.search(r"\bFFMA\b", line)]
     start = max(i for i in range(ffma[0]) if lines[i].startswith(".L_"))
     end = min(i for i in range(ffma[-1], len(lines)) if re.search(r"\bBRA\b", lines[i]))
-    ops = []
-    for line in lines[start:end + 1]:
-        m = re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", line)
-        if m:
-            ops.append(m.group(1))
-    return ops
+    return _opcodes(lines[start:end + 1])
 
 
 def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
@@ -202,7 +245,6 @@ def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
     shared loads (``LDS.128``) and nothing narrower: ptxas merges them only when it can prove the addresses
     16-byte aligned (A's rows are consecutive, B's columns permuted into runs of 4, ``_b_slot``)."""
     import re
-    import subprocess
 
     from numba import boolean, float32, float64
     from numba import int64 as numba_int64
@@ -219,18 +261,68 @@ def test_gemm_keeps_its_register_blocks_in_registers(compile_ptx, tmp_path):
             assert ".local" not in ptx, name
             if ptxas is None or dtype is float64:
                 continue
-            src = tmp_path / "gemm.ptx"
-            src.write_text(ptx)
-            res = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", "-v", str(src), "-o", str(tmp_path / "g.o")],
-                                 capture_output=True, text=True)
-            assert res.returncode == 0, res.stderr
-            regs = int(re.search(r"Used (\d+) registers", res.stderr).group(1))
-            assert regs <= 128 and "0 bytes spill stores" in res.stderr, (name, res.stderr)
-            nvdisasm = _nvdisasm()
-            if nvdisasm is None:
+            info, sass = _assemble(ptx, tmp_path)
+            regs = int(re.search(r"Used (\d+) registers", info).group(1))
+            assert regs <= 128 and "0 bytes spill stores" in info, (name, info)
+            if sass is None:
                 continue
-            dis = subprocess.run([nvdisasm, "-c", str(tmp_path / "g.o")], capture_output=True, text=True)
-            assert dis.returncode == 0, dis.stderr
-            loop = _kk_loop(dis.stdout)
+            loop = _kk_loop(sass)
             assert loop.count("FFMA") == ka.MM_R * ka.MM_R, (name, loop)
             assert [op for op in loop if op.startswith("LDS")] == ["LDS.128"] * (2 * ka.MM_R // 4), (name, loop)
+
+
+def _float32_sigs(module, qualname, arg):
+    """The recorded signatures of a kernel whose argument ``arg`` is a float32 array."""
+    sigs = _recorded().get((module, qualname), set())
+    return sorted((a for a in sigs if str(a[arg].dtype) == "float32"), key=str)
+
+
+@pytest.mark.parametrize("module, qualname, arg", [
+    ("fastgnn.kernels.cuda.sparse", "spmm_csr", 9),
+    ("fastgnn.kernels.cuda.gat", "_aggregate", 2),
+])
+def test_float32_aggregations_sum_in_float32(compile_ptx, module, qualname, arg):
+    """The row aggregations of float32 features add in float32, as their docstrings and the CPU kernels do: no
+    float64 arithmetic and no conversions to float64 in the PTX. (A sum started as ``X[0, 0] * 0`` is float64 in
+    Numba, float32 times int64, and made every addition a float64 one with two conversions.)"""
+    import re
+
+    sigs = _float32_sigs(module, qualname, arg)
+    if not sigs:
+        pytest.skip(f"no recorded float32 signature of {qualname}")
+    kernel = _resolve(module, qualname)
+    for argtypes in sigs:
+        if any(str(getattr(a, "dtype", "")) == "float64" for a in argtypes):
+            continue  # float64 weights or scales promote, as they should
+        ptx, _ = compile_ptx(kernel.py_func, argtypes, cc=CC)
+        assert not re.findall(r"\b(?:add|fma\.rn|mul)\.f64\b|cvt\.f64\.f32", ptx), (qualname, argtypes)
+
+
+@pytest.mark.parametrize("module, qualname, arg", [
+    ("fastgnn.kernels.cuda.sparse", "spmm_csr", 9),
+    ("fastgnn.kernels.cuda.losses", "_table_grad_grouped", 0),
+    ("fastgnn.kernels.cuda.losses", "_scatter_gather", 0),
+])
+def test_row_gathers_keep_eight_loads_in_flight(compile_ptx, tmp_path, module, qualname, arg):
+    """The warp-per-row gathers (:mod:`fastgnn.kernels.cuda.rows`: four columns per lane, two gathered rows per
+    step), ``sparse.spmm_csr``, the grouped table gradient of InfoNCE and the grouped scatter-add of the Trainer and
+    the reconstruction loss: in the loop of eight multiply-adds, each
+    lane issues its eight loads of the gathered rows before the first multiply-add, so none waits for another,
+    and nothing spills. Where ptxas and nvdisasm are at hand."""
+    if _ptxas() is None:
+        pytest.skip("no ptxas (the ptx extra)")
+    sigs = _float32_sigs(module, qualname, arg)
+    if not sigs:
+        pytest.skip(f"no recorded float32 signature of {qualname}")
+    kernel = _resolve(module, qualname)
+    for argtypes in sigs:
+        ptx, _ = compile_ptx(kernel.py_func, argtypes, cc=CC)
+        info, sass = _assemble(ptx, tmp_path)
+        assert "0 bytes spill stores" in info, info
+        if sass is None:
+            pytest.skip("no nvdisasm (the ptx extra)")
+        steps = [ops for ops in _loops(sass) if ops.count("FFMA") == 8]
+        assert steps, (argtypes, "no loop of eight multiply-adds")
+        for ops in steps:
+            first = ops.index("FFMA")
+            assert sum(op.startswith("LDG") for op in ops[:first]) >= 8, (argtypes, ops)

@@ -104,13 +104,18 @@ def test_spmm_bad_norm_graph_backend():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n,d", [(1, 1), (5, 3), (130, 70)])
-def test_add_scaled_rows_matches_reference(rng, dtype, n, d):
-    from fastgnn.kernels.cpu.sparse import add_scaled_rows
+@pytest.mark.parametrize("weighted", [False, True])
+def test_spmm_scaled_adds_the_self_loop_term(rng, dtype, weighted):
+    """``spmm_scaled(..., self_scale=s)``: ``diag(r) A diag(c) X + diag(s) X`` in one pass (a GCN's self-loops)."""
+    from fastgnn.graph import spmm_scaled
 
-    out = rng.standard_normal((n, d)).astype(dtype)
+    n, d = 130, 70
+    src, dst = rng.integers(0, n, 600), rng.integers(0, n, 600)
+    g = Graph.from_edges(src, dst, num_nodes=n, weights=rng.random(600) + 0.1 if weighted else None)
     X = rng.standard_normal((n, d)).astype(dtype)
-    s = rng.random(n).astype(dtype)
-    want = ref.add_scaled_rows(out, s, X)
-    add_scaled_rows(out, s, X)
-    np.testing.assert_array_equal(out, want)
+    r, c, s = (rng.random(n).astype(dtype) + 0.5 for _ in range(3))
+    A = g.to_scipy().toarray()
+    want = r[:, None] * (A @ (c[:, None] * X.astype(np.float64))) + ref.add_scaled_rows(0, s, X.astype(np.float64))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(spmm_scaled(g, X, r, c, self_scale=s), want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(spmm_scaled(g, X, r, c), want - s[:, None] * X, rtol=tol, atol=tol)

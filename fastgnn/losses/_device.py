@@ -167,7 +167,7 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
     # coefficients in grouped order: the table pass then streams them
     cu_g, cv_g = a.take(_flat(cu), order), a.take(_flat(cv), order)
     values = _a().empty((rows.shape[0], D), A.dtype)
-    k.launch2(k._table_grad_grouped, rows.shape[0], D, A, T, rows, starts, major, cu_g, cv_g, values, False)
+    k.launch_table_grad_grouped(A, T, rows, starts, major, cu_g, cv_g, values, False)
     grads["table"] = (rows, values)
     return _reduce(loss, reduction, B, status=status, table=T), grads
 
@@ -309,7 +309,7 @@ def reconstruction(Z, graph, K, seed, reduction):
     starts = a.key_starts(keys, N)
     src, coef = _a().empty(M, np.int64), _a().empty(M, np.float64)
     k.launch1(k._reconstruction_sources, M, pos, arc_src, Kc, cpos, cneg, src, coef)
-    k.launch2(k._scatter_gather, N, D, Zd, src, coef, a.iota(N), starts, grad)
+    k.launch_scatter_gather(Zd, src, coef, a.iota(N), starts, grad)
     return _reduce(loss, reduction, arcs), {"Z": grad}
 
 

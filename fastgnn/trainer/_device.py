@@ -175,8 +175,8 @@ class DeviceTable:
             loss, g = losses.info_nce(A, P, ids, table=self.table, temperature=temperature, table_grad=dZ,
                                       backend=backend)
         # np.add.at(dZ, anchors, gA); np.add.at(dZ, pos, gP) as a grouped add: the 2B rows [gA; gP] sorted by
-        # target node (stable), each element of dZ owned by one thread that sums its rows in that order (in
-        # float64) and adds the sum: deterministic, no atomics
+        # target node (stable), each row of dZ owned by one warp that adds its rows in that order (in dZ's dtype,
+        # as np.add.at does): deterministic, no atomics
         N, D = self.table.shape
         rows = cuda.device_array((2 * B, D), dtype=self.table.dtype)
         a.copy_into(_flat(g["anchors"]), _flat(rows), 0)
@@ -185,8 +185,7 @@ class DeviceTable:
         if self._nodes is None:
             self._nodes = a.iota(N)
         kl = _backend.kernels("losses", "cuda")
-        kl.launch2(kl._scatter_gather, N, D, rows, spos, a.full(spos.shape[0], 1.0), self._nodes,
-                   a.key_starts(skeys, N), dZ)
+        kl.launch_scatter_gather(rows, spos, a.full(spos.shape[0], 1.0), self._nodes, a.key_starts(skeys, N), dZ)
         return float(loss), dZ
 
     def difficulty(self, anchors, ids, threshold):

@@ -20,11 +20,13 @@ def _arc_weight(p, j, weights, has_weights, mode, col_scale):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract", "arcp", "reassoc"})
-def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, X, out):
-    """out[i] = r_i * sum_p w_p * c_{j_p} * X[j_p] over row i's arcs.
+def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, self_scale, has_self, X, out):
+    """out[i] = r_i * sum_p w_p * c_{j_p} * X[j_p] over row i's arcs, plus ``self_scale[i] * X[i]`` with
+    ``has_self`` (a GCN's self-loop term, ``D̃^-1/2 (A + I) D̃^-1/2 X`` in one pass).
 
     mode 0: r = c = 1; mode 1: both scales used ("sym"); mode 2: only ``row_scale`` ("rw").
-    ``weights`` is ignored (it may be a length-1 array) when ``has_weights`` is False.
+    ``weights`` is ignored (it may be a length-1 array) when ``has_weights`` is False, and ``self_scale`` when
+    ``has_self`` is False.
     Four arcs are gathered per step and the rows of arcs ``_AHEAD`` further on are prefetched:
     independent row loads keep more memory requests in flight, which is what bounds this loop on a
     random graph.
@@ -65,16 +67,10 @@ def spmm_csr(indptr, indices, weights, has_weights, mode, row_scale, col_scale, 
                     acc[k] += w * X[j, k]
                 p += 1
             s = row_scale[i] if mode != 0 else np.float32(1.0)
-            for k in range(d):
-                out[i, k] = acc[k] * s
-
-
-@njit(parallel=True, cache=True)
-def add_scaled_rows(out, scale, X):
-    """out[i] += scale[i] * X[i] (the self-loop term of a GCN propagation, in place; no FMA contraction, so
-    it rounds like NumPy's ``out + scale[:, None] * X``)."""
-    n, d = X.shape
-    for i in prange(n):
-        s = scale[i]
-        for k in range(d):
-            out[i, k] += s * X[i, k]
+            if has_self:
+                t = self_scale[i]
+                for k in range(d):
+                    out[i, k] = acc[k] * s + t * X[i, k]
+            else:
+                for k in range(d):
+                    out[i, k] = acc[k] * s

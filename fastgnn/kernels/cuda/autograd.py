@@ -20,7 +20,7 @@ nothing is returned, and an input with a zero dimension launches nothing. The Nu
   ``deriv = np.where(x > 0, 1, alpha * np.expm1(x) + alpha)`` (``math.expm1``; NaN stays NaN).
 * :func:`scale_columns`: ``out = X * s[None, :]``, bit for bit.
 * :func:`add_scaled_rows`: ``out += scale[:, None] * X`` with the product rounded on its own (never an FMA),
-  bit for bit (the twin of ``kernels/cpu/sparse.py:add_scaled_rows``).
+  bit for bit as NumPy's ``out + scale[:, None] * X`` (the in-batch loss's radial terms).
 * :func:`mean_axis1`: ``out = x.mean(axis=1)`` for x [N, H, F] (summed over H in order in the dtype, then
   divided by H, as NumPy does); :func:`broadcast_axis1`: ``out = g[:, None, :] / H`` (its backward).
 * along one axis of an array viewed as [P, L, Q]: :func:`axis_reduce` (``sum``/``mean``, float64 sums in axis

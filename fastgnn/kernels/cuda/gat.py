@@ -47,7 +47,7 @@ Empty inputs (N, H or F = 0) launch nothing that would have an empty grid; the o
 import math
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float32, float64
 
 from .graph import arcs_by_column
 from .grid import grid2, launch2, shape1
@@ -127,7 +127,7 @@ def _aggregate(indptr, cols, h, alpha, out):
         return
     k = c // F
     f = c - k * F
-    acc = h[0, 0, 0] * 0  # zero of h's dtype
+    acc = float32(0.0)  # float32 sums for float32 h (float64 for float64: the types unify in the loop)
     for p in range(indptr[i], indptr[i + 1]):
         acc += alpha[p, k] * h[cols[p], k, f]
     out[i, k, f] = acc
@@ -196,7 +196,7 @@ def _col_grads(tindptr, tarcs, rows, g, alpha, dz, dt, att_src, att_dst, ds, dh)
         return
     k = c // F
     f = c - k * F
-    acc = g[0, 0, 0] * 0  # zero of g's dtype
+    acc = float32(0.0)  # float32 sums for float32 g (float64 for float64)
     dsum = 0.0
     for q in range(tindptr[j], tindptr[j + 1]):
         p = tarcs[q]

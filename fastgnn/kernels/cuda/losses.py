@@ -12,7 +12,7 @@ In-batch InfoNCE has its own entries, :func:`info_nce_inbatch` (host arrays) and
 import math
 
 import numpy as np
-from numba import cuda, float64, int64
+from numba import cuda, float64, int64, uint64
 
 from .arrays import full, launch_range_scan
 from .autograd import _row_dot
@@ -21,6 +21,7 @@ from .mathfn import mul_rn
 from .mathfn import sigmoid as _sigmoid
 from .mathfn import softplus as _softplus
 from .rng import uniform
+from .rows import GROUP, add4, cols4, gather4, gather_sum4, launch_rows, store4
 from .warp import SIM, scratch_size, warp_max, warp_sum, warp_sum2, warp_sync
 
 EPS = 1e-8
@@ -68,7 +69,6 @@ def _launch2(kernel, rows, cols, args, outputs):
 WARP_BLOCK = 128  # threads per block of the warp-per-anchor kernels (4 anchors of 32 lanes)
 _WARPS = WARP_BLOCK // 32
 _WARP_SCRATCH = scratch_size(WARP_BLOCK)
-_SPAN = 128  # columns of a column block: four per lane (l, l + 32, l + 64, l + 96)
 # At most 64 registers a thread (8 blocks of 128 threads an SM: 32 of its 64 warps). ptxas gave the previous
 # kernels 96 and 92 registers for float32 (5 blocks, 20 warps an SM), too few warps in flight for kernels that
 # wait on random table rows. The simulator's jit takes no launch bounds.
@@ -76,35 +76,10 @@ _BOUNDS = {} if SIM else {"launch_bounds": (WARP_BLOCK, 8)}
 
 
 @cuda.jit(device=True, inline=True)
-def _col(X, r, t, D):
-    """``X[r, t]``, or 0 for a column ``t`` past ``D`` or a row ``r < 0`` (nothing loaded)."""
-    return X[r, t] if t < D and r >= 0 else X.dtype.type(0)
-
-
-@cuda.jit(device=True, inline=True)
-def _cols4(X, r, t0, D):
-    """This lane's four entries ``X[r, t0 + 32c]`` of a column block (:func:`_col`)."""
-    return _col(X, r, t0, D), _col(X, r, t0 + 32, D), _col(X, r, t0 + 64, D), _col(X, r, t0 + 96, D)
-
-
-@cuda.jit(device=True, inline=True)
-def _store4(X, r, t0, D, v0, v1, v2, v3):
-    """``X[r, t0 + 32c] = v_c`` for this lane's columns of a column block that lie below ``D``."""
-    if t0 < D:
-        X[r, t0] = v0
-    if t0 + 32 < D:
-        X[r, t0 + 32] = v1
-    if t0 + 64 < D:
-        X[r, t0 + 64] = v2
-    if t0 + 96 < D:
-        X[r, t0 + 96] = v3
-
-
-@cuda.jit(device=True, inline=True)
 def _dot_sq(a0, a1, a2, a3, X, j, t0, D, d, q):
     """``d`` and ``q`` plus this lane's four products ``a_c X[j, t0 + 32c]`` and squares ``X[j, t0 + 32c]²``
     (float32 products, float64 sums, in column order; zeros for a row ``j < 0``)."""
-    b0, b1, b2, b3 = _cols4(X, j, t0, D)
+    b0, b1, b2, b3 = cols4(X, j, t0, D)
     d += a0 * b0
     d += a1 * b1
     d += a2 * b2
@@ -145,7 +120,7 @@ def _fwd_slot(i, k, j, s, den, b2, inv_tau, lead, sbuf, dbuf, nbuf, m, tot, wors
 @cuda.jit(**_BOUNDS)
 def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf, dbuf, nbuf):
     """InfoNCE forward with integer negatives (first half of the twin of the CPU ``info_nce_rows``), 32 threads
-    (lanes) per anchor. Lane ``l`` owns columns ``l, l + 32, l + 64, l + 96`` of each block of :data:`_SPAN`
+    (lanes) per anchor. Lane ``l`` owns columns ``l, l + 32, l + 64, l + 96`` of each block of :data:`.rows.GROUP`
     (one coalesced 128-byte transaction per 32 floats of a row); the lanes' partial dot products (float32
     products, float64 sums in column order) are combined by :func:`~.warp.warp_sum2` (shuffles on a GPU).
     The negative slots go in chunks of 32: lane ``q`` reads the id of slot ``c + q`` (one coalesced load a
@@ -167,9 +142,9 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
     na2 = 0.0
     dp = 0.0
     qp = 0.0
-    for c0 in range(0, D, _SPAN):
+    for c0 in range(0, D, GROUP):
         t0 = c0 + lane
-        a0, a1, a2, a3 = _cols4(A, ii, t0, D)
+        a0, a1, a2, a3 = cols4(A, ii, t0, D)
         na2 += a0 * a0
         na2 += a1 * a1
         na2 += a2 * a2
@@ -198,9 +173,9 @@ def _info_nce_fwd_warp(A, P, table, ids, inv_tau, cosine, loss, bad, stats, sbuf
             j3 = slot_ids[w, kk + 2]
             j4 = slot_ids[w, kk + 3]
             d1 = q1 = d2 = q2 = d3 = q3 = d4 = q4 = 0.0
-            for c0 in range(0, D, _SPAN):
+            for c0 in range(0, D, GROUP):
                 t0 = c0 + lane
-                a0, a1, a2, a3 = _cols4(A, ii, t0, D)
+                a0, a1, a2, a3 = cols4(A, ii, t0, D)
                 d1, q1 = _dot_sq(a0, a1, a2, a3, table, j1, t0, D, d1, q1)
                 d2, q2 = _dot_sq(a0, a1, a2, a3, table, j2, t0, D, d2, q2)
                 d3, q3 = _dot_sq(a0, a1, a2, a3, table, j3, t0, D, d3, q3)
@@ -247,7 +222,7 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
     gradients (accumulated in the CPU kernel's order) and, per negative slot, either the coefficients ``coef_u``,
     ``coef_v`` of its table-row term ``u A[i] - v table[j]`` (when ``out`` has no rows) or that term added into
     ``out[j]`` with atomics (``out`` a dense ``[N, D]`` table gradient: atomics because rows can collide; where
-    they do, the order of the additions is not fixed). The columns go in blocks of :data:`_SPAN`, lane ``l``
+    they do, the order of the additions is not fixed). The columns go in blocks of :data:`.rows.GROUP`, lane ``l``
     owning columns ``l, l + 32, l + 64, l + 96`` of a block: the anchor's row and its gradient stay in
     registers while the slots stream past, so a slot costs the loads of its table row and no read-modify-write
     of ``gA`` in memory (each partial sum is rounded to ``gA``'s dtype, as the stored one was). The negative
@@ -274,9 +249,9 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
     sc = scale[i] * inv_tau
     cast = gA.dtype.type
     zero = cast(0)
-    for c0 in range(0, max(D, 1), _SPAN):  # one block without columns still writes the coefficients
+    for c0 in range(0, max(D, 1), GROUP):  # one block without columns still writes the coefficients
         t0 = c0 + lane
-        a0, a1, a2, a3 = _cols4(A, i, t0, D)
+        a0, a1, a2, a3 = cols4(A, i, t0, D)
         # the positive (slot 0)
         s = sbuf[i, 0]
         den = dbuf[i, 0]
@@ -287,8 +262,8 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
         if cosine and den > EPS:
             v = gk * s / nbuf[i, 0]
             wa += gk * s / na2
-        b0, b1, b2, b3 = _cols4(P, i, t0, D)
-        _store4(gP, i, t0, D, u * a0 - v * b0, u * a1 - v * b1, u * a2 - v * b2, u * a3 - v * b3)
+        b0, b1, b2, b3 = cols4(P, i, t0, D)
+        store4(gP, i, t0, D, u * a0 - v * b0, u * a1 - v * b1, u * a2 - v * b2, u * a3 - v * b3)
         g0 = cast(zero + u * b0)
         g1 = cast(zero + u * b1)
         g2 = cast(zero + u * b2)
@@ -318,8 +293,8 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
             for kk in range(0, min(32, K - c), 2):  # slots past K read as -1
                 j1 = slot_j[w, kk]
                 j2 = slot_j[w, kk + 1]
-                b0, b1, b2, b3 = _cols4(table, j1, t0, D)
-                e0, e1, e2, e3 = _cols4(table, j2, t0, D)
+                b0, b1, b2, b3 = cols4(table, j1, t0, D)
+                e0, e1, e2, e3 = cols4(table, j2, t0, D)
                 if j1 >= 0:
                     u = slot_u[w, kk]
                     wa += slot_w[w, kk]
@@ -339,7 +314,7 @@ def _info_nce_bwd_warp(A, P, table, ids, inv_tau, cosine, scale, stats, sbuf, db
                     g2 = cast(g2 + u * e2)
                     g3 = cast(g3 + u * e3)
             warp_sync()  # every lane has read the chunk before the next chunk overwrites it
-        _store4(gA, i, t0, D, g0 - wa * a0, g1 - wa * a1, g2 - wa * a2, g3 - wa * a3)
+        store4(gA, i, t0, D, g0 - wa * a0, g1 - wa * a1, g2 - wa * a2, g3 - wa * a3)
 
 
 def info_nce_scratch(B, K):
@@ -389,28 +364,45 @@ def info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u
         args[q][...] = dargs[q].copy_to_host()
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
-    t, r = grid2()
-    D = A.shape[1]
-    if r >= rows.shape[0] or t >= D:
+    """Row ``r`` of the grouped table gradient: ``Σ_q coef_u[q] A[major[q]] - (Σ_q coef_v[q]) table[rows[r]]`` over
+    the row's entries ``q`` in ``starts[r]:starts[r + 1]``, in that order, in ``A``'s dtype (coefficients rounded
+    to it, ``Σ coef_v`` summed in float64 and then rounded, as the CPU kernel does); into ``out[r]``, or added into
+    ``out[rows[r]]`` with ``into_table``. A warp per (row, block of 128 columns) (:mod:`.rows`), two entries a
+    step (:func:`.rows.gather_sum4`)."""
+    _, r = grid2()
+    if r >= rows.shape[0]:
         return
-    j = rows[r]
-    acc = 0.0
+    D = A.shape[1]
+    t0 = cuda.blockIdx.x * GROUP + cuda.threadIdx.x
+    q = starts[r]
+    end = starts[r + 1]
+    zero = A.dtype.type(0)
+    a0, a1, a2, a3 = gather_sum4(A, major, coef_u, True, coef_u, False, q, end, t0, D, zero, zero, zero, zero)
     vsum = 0.0
-    for q in range(starts[r], starts[r + 1]):
-        acc += coef_u[q] * A[major[q], t]
-        vsum += coef_v[q]
-    val = acc - vsum * table[j, t]
+    for p in range(q, end):
+        vsum += coef_v[p]
+    vt = A.dtype.type(vsum)
+    j = uint64(rows[r])
+    b0, b1, b2, b3 = gather4(table, j, t0, D)
+    v0, v1, v2, v3 = a0 - vt * b0, a1 - vt * b1, a2 - vt * b2, a3 - vt * b3
     if into_table:
-        out[j, t] += val
+        add4(out, j, t0, D, v0, v1, v2, v3)
     else:
-        out[r, t] = val
+        store4(out, r, t0, D, v0, v1, v2, v3)
+
+
+def launch_table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
+    """Launch :func:`_table_grad_grouped` on device arrays (a warp per row and block of 128 columns)."""
+    launch_rows(_table_grad_grouped, rows.shape[0], A.shape[1], _WARPS, A, table, rows, starts, major, coef_u,
+                coef_v, out, into_table)
 
 
 def table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
-    _launch2(_table_grad_grouped, rows.size, A.shape[1],
-             [A, table, rows, starts, major, coef_u, coef_v, out, into_table], (7,))
+    args = [_dev(x) for x in (A, table, rows, starts, major, coef_u, coef_v, out)]
+    launch_table_grad_grouped(*args, into_table)
+    out[...] = args[-1].copy_to_host()
 
 
 @cuda.jit
@@ -990,20 +982,32 @@ def reconstruction_rows(indptr, indices, Z, cdf, guide, num_neg, seed, scale, lo
              (8, 9, 10, 11, 12))
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scatter_gather(Z, src, coef, rows, starts, grad):
-    t, r = grid2()
-    if r >= rows.shape[0] or t >= Z.shape[1]:
+    """``grad[rows[r]] += Σ_q coef[q] Z[src[q]]`` over the grouped entries ``q`` in ``starts[r]:starts[r + 1]``, added
+    one entry at a time in that order in ``Z``'s dtype, as the CPU kernel does. A warp per (row, block of 128
+    columns) (:mod:`.rows`), two entries a step (:func:`.rows.gather_sum4`); the row is read once and written
+    once."""
+    _, r = grid2()
+    if r >= rows.shape[0]:
         return
-    x = rows[r]
-    acc = 0.0
-    for q in range(starts[r], starts[r + 1]):
-        acc += coef[q] * Z[src[q], t]
-    grad[x, t] += acc
+    D = Z.shape[1]
+    t0 = cuda.blockIdx.x * GROUP + cuda.threadIdx.x
+    x = uint64(rows[r])
+    a0, a1, a2, a3 = gather4(grad, x, t0, D)
+    a0, a1, a2, a3 = gather_sum4(Z, src, coef, True, coef, False, starts[r], starts[r + 1], t0, D, a0, a1, a2, a3)
+    store4(grad, x, t0, D, a0, a1, a2, a3)
+
+
+def launch_scatter_gather(Z, src, coef, rows, starts, grad):
+    """Launch :func:`_scatter_gather` on device arrays (a warp per row and block of 128 columns)."""
+    launch_rows(_scatter_gather, rows.shape[0], Z.shape[1], _WARPS, Z, src, coef, rows, starts, grad)
 
 
 def scatter_gather(Z, src, coef, rows, starts, grad):
-    _launch2(_scatter_gather, rows.size, Z.shape[1], [Z, src, coef, rows, starts, grad], (5,))
+    args = [_dev(x) for x in (Z, src, coef, rows, starts, grad)]
+    launch_scatter_gather(*args)
+    grad[...] = args[-1].copy_to_host()
 
 
 # --------------------------------------------------------------------------- combining gradients
