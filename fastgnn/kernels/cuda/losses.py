@@ -45,24 +45,24 @@ def launch2(kernel, rows, cols, *args):
         kernel[shape2(cols, rows, TILE), TILE](*args)
 
 
-def _launch1(kernel, n, args, outputs):
-    """Launch ``kernel`` on ``n`` threads over device copies of ``args``; copy ``outputs`` (indices) back."""
-    if n == 0:
-        return
+def _on_host(launch, args, outputs):
+    """``launch(*device copies of args)`` (non-arrays pass as they are); copy ``outputs`` (indices) back."""
     dargs = [_dev(a) for a in args]
-    launch1(kernel, n, *dargs)
+    launch(*dargs)
     for q in outputs:
         args[q][...] = dargs[q].copy_to_host()
+
+
+def _launch1(kernel, n, args, outputs):
+    """Launch ``kernel`` on ``n`` threads over device copies of ``args``; copy ``outputs`` (indices) back."""
+    if n:
+        _on_host(lambda *d: launch1(kernel, n, *d), args, outputs)
 
 
 def _launch2(kernel, rows, cols, args, outputs):
     """Launch on a (cols, rows) grid of TILE blocks."""
-    if rows == 0 or cols == 0:
-        return
-    dargs = [_dev(a) for a in args]
-    launch2(kernel, rows, cols, *dargs)
-    for q in outputs:
-        args[q][...] = dargs[q].copy_to_host()
+    if rows and cols:
+        _on_host(lambda *d: launch2(kernel, rows, cols, *d), args, outputs)
 
 
 # --------------------------------------------------------------------------- InfoNCE, explicit negatives
@@ -400,9 +400,7 @@ def launch_table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out
 
 
 def table_grad_grouped(A, table, rows, starts, major, coef_u, coef_v, out, into_table):
-    args = [_dev(x) for x in (A, table, rows, starts, major, coef_u, coef_v, out)]
-    launch_table_grad_grouped(*args, into_table)
-    out[...] = args[-1].copy_to_host()
+    _on_host(launch_table_grad_grouped, [A, table, rows, starts, major, coef_u, coef_v, out, into_table], (7,))
 
 
 @cuda.jit
@@ -1005,9 +1003,7 @@ def launch_scatter_gather(Z, src, coef, rows, starts, grad):
 
 
 def scatter_gather(Z, src, coef, rows, starts, grad):
-    args = [_dev(x) for x in (Z, src, coef, rows, starts, grad)]
-    launch_scatter_gather(*args)
-    grad[...] = args[-1].copy_to_host()
+    _on_host(launch_scatter_gather, [Z, src, coef, rows, starts, grad], (5,))
 
 
 # --------------------------------------------------------------------------- combining gradients
