@@ -213,6 +213,15 @@ def case_optim(args):
             share = f" = {100 * bw / ceiling:5.1f}% of copy" if ceiling else ""
             row("optim", f"fastgnn cuda {kind} ({check})", t, f"{bw:8.1f} GB/s{share}", gbps=bw)
             del p, opt
+        if kind == "adam":  # the default check's own pass alone: the gradient read once, the word published
+            from fastgnn.kernels.cuda.optim import StepGuard
+
+            guard = StepGuard()
+            guard.begin()
+            t = timeit(lambda: guard.scan(g, 1))
+            guard.finish()
+            bw = 4 * n / t[0] / 1e9
+            row("optim", "  part: the non-finite scan kernel (StepGuard.scan)", t, f"{bw:8.1f} GB/s read", gbps=bw)
         if torch is not None:
             tp = torch.as_tensor(p0, device="cuda").clone()
             tg = torch.as_tensor(g, device="cuda")

@@ -7,9 +7,11 @@
 #
 # Each step has its own time limit (BENCH_S, TESTS_S, POOL_S seconds) so that the whole run fits one device
 # call of 10 minutes; a step that runs out leaves what it printed. BENCH_ARGS adds options to the first bench
-# (default "--kernel-times": the per-kernel tables of the infonce, gcn and grace cases; e.g. "--no-cpu
-# --kernel-times" to skip the CPU rows, "" for neither). PYTHON picks the interpreter (default
-# python3, the device image's, which has numba-cuda, torch and pytest-xdist).
+# (default "--no-cpu --kernel-times": GPU rows only, with the per-kernel tables of the infonce, gcn and grace
+# cases; "--kernel-times" adds the CPU backend's rows). GPU rows only by default: in Run 8 (GPU_RESULTS.md), with
+# the CPU rows in the same process, the cases that launch many small kernels ran 30-75% slower than in the GPU-only
+# Run 6 (the cause is not established). PYTHON picks the interpreter (default python3, the device image's, which
+# has numba-cuda, torch and pytest-xdist).
 set -u
 OUT=${OUT:-gpu_out}
 PY=${PYTHON:-python3}
@@ -24,7 +26,7 @@ if not hasattr(numpy, "row_stack"):
 PYEOF
 export PYTHONPATH="$SHIM:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
-BENCH_ARGS=${BENCH_ARGS---kernel-times}
+BENCH_ARGS=${BENCH_ARGS---no-cpu --kernel-times}
 
 { nvidia-smi -L; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1

@@ -278,11 +278,11 @@ class Optimizer(abc.ABC):
         """Dense device step; returns the first parameter whose gradient is not finite (nothing written), or -1.
 
         With ``check`` the gradients are scanned into a reusable device status word (gradient ``i`` raises it to
-        ``n - i``, so the first bad one wins), the word's copy to the host is queued behind the scans, the
-        guarded updates behind the copy (they return at once on the device when the word is set), and the host
-        then waits for the copy only: the updates still run when this returns, and the next step's launches
-        queue behind them, so the device does not idle between steps. One wait per step, no round trip between
-        the scan and the update.
+        ``n - i``, so the first bad one wins; the scan's last block stores it into mapped host memory), an event is
+        queued behind the scans, the guarded updates behind it (they return at once on the device when the word is
+        set), and the host then waits for the event only: the updates still run when this returns, and the next
+        step's launches queue behind them, so the device does not idle between steps. One wait per step, no round
+        trip and no copy between the scan and the update.
         """
         if not check:
             self._update(grads, None, None)

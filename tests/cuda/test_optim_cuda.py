@@ -213,7 +213,8 @@ def test_nonfinite_on_device_names_the_first_bad_of_many(rng, cuda):
 
 
 def test_guarded_device_step_host_traffic(rng, cuda, monkeypatch):
-    """A guarded dense step copies one int32 word back and nothing up; "propagate" copies nothing."""
+    """A dense step copies nothing back and nothing up, guarded or not: the guarded step's status word reaches the
+    host through mapped memory, stored there by the scan's last block."""
     dev = [cuda.to_device(rng.standard_normal(s).astype(np.float32)) for s in [(300,), (3, 5)]]
     grads = [cuda.to_device(np.ones(d.shape, np.float32)) for d in dev]
     opts = {mode: SGD(dev, lr=0.1, momentum=0.9, nonfinite=mode) for mode in ("raise", "skip", "propagate")}
@@ -236,14 +237,17 @@ def test_guarded_device_step_host_traffic(rng, cuda, monkeypatch):
     for mode, opt in opts.items():
         moved.clear()
         assert opt.step(grads) is True
-        assert moved == ([] if mode == "propagate" else [("down", np.dtype(np.int32), 1)]), (mode, moved)
+        assert moved == [], (mode, moved)
+    monkeypatch.undo()
+    grads[1].copy_to_device(np.full((3, 5), np.nan, np.float32))
+    assert opts["skip"].step(grads) is False  # and the word read through mapped memory does say so
 
 
 @pytest.mark.parametrize("bad", [False, True])
 def test_guarded_step_waits_for_the_word_not_for_the_update(rng, cuda, monkeypatch, bad):
-    """The status word's copy is queued (on a stream, then an event) after the scans and before the guarded
-    updates, and the step waits on that event only: the updates may still run when step() returns. A non-finite
-    gradient still gives False ("skip") and leaves the parameters as they were."""
+    """An event is queued after the scans and before the guarded updates, and the step waits on that event only:
+    the updates may still run when step() returns. A non-finite gradient still gives False ("skip") and leaves the
+    parameters as they were."""
     from fastgnn.kernels.cuda import optim as ko
 
     dev = [cuda.to_device(rng.standard_normal(s).astype(np.float32)) for s in [(70,), (3, 5)]]
@@ -254,13 +258,7 @@ def test_guarded_step_waits_for_the_word_not_for_the_update(rng, cuda, monkeypat
     before = [d.copy_to_host() for d in dev]
     opt = Adam(dev, lr=0.1, nonfinite="skip")
     log = []
-    fake = type(cuda.device_array(1))
-    to_host = fake.copy_to_host
-
-    def logged_to_host(self, *a, **kw):
-        stream = kw.get("stream", a[1] if len(a) > 1 else 0)
-        log.append(("copy", not isinstance(stream, int)))  # a stream object: an asynchronous copy
-        return to_host(self, *a, **kw)
+    guard_type = ko.StepGuard
 
     def logged(name, fn):
         def call(*a, **kw):
@@ -268,9 +266,9 @@ def test_guarded_step_waits_for_the_word_not_for_the_update(rng, cuda, monkeypat
             return fn(*a, **kw)
         return call
 
-    monkeypatch.setattr(fake, "copy_to_host", logged_to_host)
+    monkeypatch.setattr(guard_type, "scan", logged("scan", guard_type.scan))
+    monkeypatch.setattr(guard_type, "read", logged("event", guard_type.read))
     monkeypatch.setattr(ko, "launch_adam", logged("update", ko.launch_adam))
-    guard_type = ko.StepGuard
     waits = []
     sync = guard_type.finish
 
@@ -280,8 +278,9 @@ def test_guarded_step_waits_for_the_word_not_for_the_update(rng, cuda, monkeypat
 
     monkeypatch.setattr(guard_type, "finish", finish)
     assert opt.step(grads) is (not bad)
-    assert log == [("copy", True), ("update", True), ("update", True)]  # async copy, then both guarded updates
-    assert waits == [True]  # finish() waited on the copy's event, not on a synchronous copy
+    # both scans, the event behind them, then both guarded updates
+    assert log == [("scan", False), ("scan", False), ("event", False), ("update", True), ("update", True)]
+    assert waits == [True]  # finish() waited on the event queued before the updates
     monkeypatch.undo()
     after = [d.copy_to_host() for d in dev]
     for a, b in zip(after, before):
@@ -376,14 +375,56 @@ def test_has_nonfinite_reuses_its_status_word(cuda):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_has_nonfinite_finds_every_position(cuda, dtype):
-    # a thread of the scan checks 8 elements one grid apart: a bad value in each of those slots (the first and
-    # last slot of the grid, one past the first grid width, the array's last element) is found
+    # the scan's grid: 2 blocks of 256 threads here, elements 512 apart per thread, 8 of them a pass: 2100 elements
+    # are all in the partial last pass (the first and last slot of the grid, one past the first grid width, the
+    # array's last element)
     from fastgnn.kernels.cuda import optim as ko
 
-    n = 2100  # 2 blocks of 256 threads: elements 512 apart per thread, the last slot partial
+    n = 2100
     x = np.linspace(-1, 1, n).astype(dtype)
     assert not ko.has_nonfinite(cuda.to_device(x))
     for at in (0, 511, 512, 1536, 2047, n - 1):
         y = x.copy()
         y[at] = np.nan if at % 2 else -np.inf
         assert ko.has_nonfinite(cuda.to_device(y)), at
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_step_guard_scans_full_passes_and_publishes_the_largest_code(cuda, blocks):
+    """A grid smaller than the array (as on a GPU, where it is 8 blocks a multiprocessor) walks it in full passes of
+    8 loads a thread, then a partial one, from the end of the array to its start; every position is seen. The last
+    block of each scan stores the word (the largest code of a bad array) into the mapped host word, and its arrival
+    counter is ready for the next scan: several scans a step, several steps a guard."""
+    from fastgnn.kernels.cuda import optim as ko
+
+    guard = ko.StepGuard()
+    guard._max_blocks = blocks
+    n = 5000  # one block: 2 full passes of 2048 and a partial one; three blocks: no full pass of 6144
+    x = np.linspace(-1, 1, n).astype(np.float32)
+    clean = cuda.to_device(x)
+    small = cuda.to_device(x[:7])
+
+    def step(*arrays):
+        guard.begin()
+        for code, a in enumerate(arrays, 1):
+            guard.scan(a, code)
+        guard.read()
+        return guard.finish()
+
+    assert step(clean, small) == 0
+    for at in (0, 1, 255, 256, 2047, 2048, 4095, 4096, n - 904, n - 1):
+        y = x.copy()
+        y[at] = (np.nan, np.inf, -np.inf)[at % 3]
+        bad = cuda.to_device(y)
+        assert step(bad, clean, small) == 1, at
+        assert step(clean, bad) == 2, at
+        assert step(bad, clean, bad) == 3, at
+        assert step(clean, small, clean) == 0, at  # reset after a bad step
+        assert step() == 0  # nothing scanned: the host word still reads clean
+    y = np.full(n, np.nan, np.float32)
+    assert step(cuda.to_device(y), clean) == 1  # every element bad
+    assert step(small) == 0
+    guard.begin()
+    guard.scan(cuda.to_device(y), 5)  # a step that never finishes (an exception between scan and finish) ...
+    assert step() == 0  # ... leaves nothing behind for the next one
+    assert step(small, clean) == 0

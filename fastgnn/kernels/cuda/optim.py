@@ -9,17 +9,17 @@ rows need no host round trip; its ``ufirst`` has one entry per id, ``-1`` where 
 (the row kernels skip those).
 
 Guarded steps (``nonfinite="raise"``/``"skip"``): :class:`StepGuard` holds a reusable device status word. The
-gradients are scanned into it (:meth:`StepGuard.scan`), its copy to pinned host memory is queued behind the scans,
-the ``*_flat_guarded`` updates behind the copy on the same stream (they return at once when the word is set:
-parameters and state keep the last good values), and the host waits for the copy only, so the updates overlap
-the host's return and its next launches: one wait per step, no host round trip between the scan and the
-update, no idle device between steps.
+gradients are scanned into it (:meth:`StepGuard.scan`; the scan's last block stores the word into mapped host
+memory), an event is queued behind the scans, the ``*_flat_guarded`` updates behind it on the same stream (they
+return at once when the word is set: parameters and state keep the last good values), and the host waits for the
+event only, so the updates overlap the host's return and its next launches: one wait per step, no host round trip
+and no copy between the scan and the update, no idle device between steps.
 """
 import math
 import threading
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float32, float64, uint64
 
 from . import arrays
 from .arrays import block_tree
@@ -121,33 +121,53 @@ def adam_flat_guarded(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, o
                    flag, True)
 
 
-_SCAN = 8  # elements a thread of the non-finite scan checks: their loads in flight together
+_SCAN = 8  # loads a thread of the non-finite scan keeps in flight (one grid apart, each coalesced across the warp)
+_SCAN_BLOCKS_PER_SM = 8  # the scan's grid: this many blocks of _THREADS per multiprocessor (2048 threads, a full SM)
 
 
 @cuda.jit(cache=True)
-def _nonfinite_code(x, flag, code):
-    # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none). A thread checks
-    # _SCAN elements one grid apart (each load coalesced across the warp), all loaded before any is tested. With
-    # one element a thread, Adam's guarded step over 64M parameters took 0.668 ms against 0.477 ms unguarded on an
-    # H200 (GPU_RESULTS.md, Run 4); with 8 it took 0.597 ms against 0.464 ms (Run 5). The plain read of the flag
-    # keeps an all-NaN array from queueing millions of atomics on one word.
-    i = cuda.grid(1)
-    step = cuda.gridsize(1)
-    n = x.size
-    bad = False
-    for r in range(_SCAN):
-        j = i + r * step
-        if j < n:
-            y = x[j]
-            bad = bad or math.isnan(y) or math.isinf(y)
-    if bad and flag[0] < code:
+def _nonfinite_code(x, flag, code, done, host):
+    # flag[0] ends as the largest ``code`` of the arrays scanned that hold a NaN/inf (0: none). A grid-stride loop
+    # over a grid that fills the device once: each pass a thread loads _SCAN elements one grid apart, all before
+    # any is tested. ``y - y`` is 0 for a finite y and NaN for a NaN or an infinity, so one add an element (and no
+    # branch) tells whether any was non-finite. The array is read from its end to its start: the guarded update
+    # that follows reads it from the start, part of which is then still in L2 (about 2.5 us of a 0.73 ms Adam step
+    # over 64M elements on an H100, GPU_RESULTS.md, Run 7).
+    # The plain read of the flag keeps an all-NaN array from queueing thousands of atomics on one word.
+    # The last block to finish stores the word in ``host`` (mapped host memory; empty: none): the host reads it
+    # after an event queued behind the scans, with no copy between the scans and the update in the stream.
+    # Unsigned indices: no negative-index wrap-around code in the loop.
+    n = uint64(x.size)
+    step = uint64(cuda.gridsize(1))
+    span = step * uint64(_SCAN)
+    last = n - uint64(1)
+    acc = float32(0.0)
+    j = uint64(cuda.grid(1))
+    while j + span <= n:  # every load in range
+        for r in range(_SCAN):
+            y = x[last - (j + uint64(r) * step)]
+            acc += y - y
+        j += span
+    for r in range(_SCAN):  # the partial last pass
+        k = j + uint64(r) * step
+        if k < n:
+            y = x[last - k]
+            acc += y - y
+    if acc != acc and flag[0] < code:
         cuda.atomic.max(flag, 0, code)
+    if host.size:
+        cuda.threadfence()  # this thread's atomic before the block's arrival below
+        cuda.syncthreads()
+        if cuda.threadIdx.x == 0 and cuda.atomic.add(done, 0, 1) == cuda.gridDim.x - 1:
+            host[0] = cuda.atomic.max(flag, 0, 0)  # every block has arrived: the word is final
+            done[0] = 0  # ready for the next scan
 
 
 @cuda.jit(cache=True)
-def _zero_flag(flag):
+def _zero_flag(flag, done):
     if cuda.grid(1) == 0:
         flag[0] = 0
+        done[0] = 0
 
 
 @cuda.jit(cache=True)
@@ -258,49 +278,56 @@ def launch_adam(p, g, m, v, vmax, neg_step, bc2_sqrt, w, one_m_w, beta2, one_m_b
 
 
 class StepGuard:
-    """A reusable device status word for guarded steps, and the pinned host word it is read into.
+    """A reusable device status word for guarded steps, and the mapped host word the scans publish it to.
 
-    Per step: :meth:`begin`, :meth:`scan` each gradient with its code, :meth:`read` (queues the word's copy to
-    the host and an event behind the scans), queue the ``*_flat_guarded`` updates with :attr:`flag`, then
-    :meth:`finish` waits for that copy -- not for the updates, which keep the device busy while the host
-    prepares the next step -- and returns the largest code of a non-finite gradient, or 0. Without
-    :meth:`read`, :meth:`finish` copies the word synchronously (after everything queued). The word is zeroed on
-    the device, only when it may be set: a clean step leaves it 0, so the usual step launches no reset.
+    Per step: :meth:`begin`, :meth:`scan` each gradient with its code, :meth:`read` (queues an event behind the
+    scans), queue the ``*_flat_guarded`` updates with :attr:`flag`, then :meth:`finish` waits for that event --
+    not for the updates, which keep the device busy while the host prepares the next step -- and returns the
+    largest code of a non-finite gradient, or 0. The last block of each scan stores the word into mapped
+    (zero-copy) host memory, so nothing but the event sits between the scans and the updates in the stream.
+    Without :meth:`read`, :meth:`finish` records the event itself and waits for everything queued. The word is
+    zeroed on the device only when it may be set: a clean step leaves it 0, so the usual step launches no reset.
     """
 
     def __init__(self):
         self.flag = cuda.device_array(1, np.int32)
-        self._host = cuda.pinned_array(1, np.int32)
+        self._done = cuda.device_array(1, np.int32)  # blocks of the running scan that have finished
+        self._host = cuda.mapped_array(1, np.int32)
         self._stream = cuda.default_stream()  # the stream kernels launched without one run on
-        self._copied = cuda.event() if SIM else cuda.event(timing=False)  # the simulator's takes no argument
+        self._scanned = cuda.event() if SIM else cuda.event(timing=False)  # the simulator's takes no argument
         self._pending = False
         self._dirty = True  # unknown contents: zero before the next scan
+        sms = getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", None)  # None in the simulator
+        self._max_blocks = _SCAN_BLOCKS_PER_SM * (sms or 2)
 
     def begin(self):
-        if self._dirty:
-            _zero_flag[1, 1](self.flag)
+        if self._dirty:  # first use, or a step that did not finish: a scan of it may still be running
+            _zero_flag[1, 1](self.flag, self._done)
+            self._scanned.record(self._stream)
+            self._scanned.synchronize()
+            self._host[0] = 0  # read as is by a step of empty gradients, which scans nothing
         self._dirty = True  # until finish() has seen it clean (an exception in between leaves it for a reset)
 
     def scan(self, x, code):
         """Raise the word to ``code`` (a positive int32) if the flat device array ``x`` holds a NaN/inf."""
         if x.size:
-            _nonfinite_code[_blocks(math.ceil(x.size / _SCAN)), _THREADS](x, self.flag, code)
+            blocks = min(self._max_blocks, _blocks(math.ceil(x.size / _SCAN)))
+            _nonfinite_code[blocks, _THREADS](x, self.flag, code, self._done, self._host)
 
     def read(self):
-        """Queue the word's copy into pinned host memory, and an event after it, on the default stream."""
-        self.flag.copy_to_host(self._host, stream=self._stream)
-        self._copied.record(self._stream)
+        """Queue an event behind the scans on the default stream; :meth:`finish` waits for it."""
+        self._scanned.record(self._stream)
         self._pending = True
 
     def finish(self) -> int:
-        if self._pending:
-            self._pending = False
-            self._copied.synchronize()
-        else:
-            self.flag.copy_to_host(self._host)
+        if not self._pending:
+            self.read()
+        self._pending = False
+        self._scanned.synchronize()
         code = int(self._host[0])
         if code:
-            _zero_flag[1, 1](self.flag)
+            _zero_flag[1, 1](self.flag, self._done)
+            self._host[0] = 0  # the scans are done: nothing else writes it
         self._dirty = False
         return code
 
