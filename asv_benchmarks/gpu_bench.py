@@ -28,6 +28,8 @@ Cases (all by default):
               over all N nodes, tau 0.4) on a 20k-node planted partition vs the CPU backend vs the same model
               and loss in PyTorch CUDA (benchmarks/trainer.py:torch_grace)
     dispatch  what resolving the backend costs per call with a GPU present (target < 5 us)
+    host      what a kernel launch (queued, no wait) and a round trip (launch + one element back) cost the host:
+              the cases that launch many small kernels depend on it; compare it across machines first
 
 Times are medians of 5 timed batches (each batch at least ~0.2 s of calls, the device synchronised before
 and after; JIT compilation and first-touch allocation happen in an untimed warm-up call). ``--smoke`` shrinks
@@ -173,7 +175,53 @@ def case_copy(args):
         bw = 2 * 4 * n / t[0] / 1e9
         BANDWIDTH["torch"] = bw
         row("copy", "torch copy_", t, f"{bw:8.1f} GB/s (read + write)", gbps=bw)
+    # fastgnn's own 1-d copy kernel (one load a thread; arrays.copy_into takes it only to cast since the
+    # seventeenth session, the driver's copy otherwise)
+    from fastgnn.kernels.cuda import arrays
+
+    t = timeit(lambda: arrays._copy_into[arrays._grid(n)](src, dst, np.int64(0)))
+    bw = 2 * 4 * n / t[0] / 1e9
+    row("copy", "part: fastgnn's cast-copy kernel, same dtype", t, f"{bw:8.1f} GB/s (read + write)", gbps=bw)
     del keep
+
+
+def case_host(args):
+    """What the host adds to a device-resident step: a kernel launch queued back to back (no wait; with one and
+    with six array arguments) and a round trip (a launch, then its one-element result copied back). The cases
+    that launch many small kernels (the Trainer epochs, a row-sparse info_nce call) depend on these: compare them
+    across machines before comparing those cases."""
+    from numba import cuda
+
+    from fastgnn.kernels.cuda import arrays
+    from fastgnn.kernels.cuda import losses as kl
+
+    x = cuda.device_array(1, np.float64)
+    n = size(2000, 5)
+
+    def fills():
+        for _ in range(n):
+            arrays.fill(x, 1.0)
+
+    t = timeit(fills)
+    row("host", "launch, 1 array argument (arrays.fill)", (t[0] / n, t[1] / n), f"{t[0] / n * 1e6:.2f} us a launch")
+    Z, grad = cuda.to_device(np.ones((1, 1), np.float32)), cuda.to_device(np.zeros((1, 1), np.float32))
+    src, rows, starts = (cuda.to_device(np.array(v, np.int64)) for v in ([0], [0], [0, 1]))
+    coef = cuda.to_device(np.ones(1))
+
+    def gathers():
+        for _ in range(n):
+            kl.launch_scatter_gather(Z, src, coef, rows, starts, grad)
+
+    t = timeit(gathers)
+    row("host", "launch, 6 array arguments (scatter_gather)", (t[0] / n, t[1] / n),
+        f"{t[0] / n * 1e6:.2f} us a launch")
+
+    def round_trip():
+        arrays.fill(x, 2.0)
+        return x.copy_to_host()
+
+    t = timeit(round_trip)
+    row("host", "round trip: a launch, its result copied back", t, f"{t[0] * 1e6:.2f} us")
 
 
 BYTES = {"adam": 28, "adamw": 28, "amsgrad": 36, "sgd_nesterov": 20}
@@ -781,9 +829,21 @@ def case_dispatch(args):
         (statistics.median(samples), min(samples)), f"{statistics.median(samples) * 1e6:.2f} us per call")
 
 
-CASES = {"copy": case_copy, "dispatch": case_dispatch, "optim": case_optim, "infonce": case_infonce,
+CASES = {"host": case_host, "copy": case_copy, "dispatch": case_dispatch, "optim": case_optim, "infonce": case_infonce,
          "miner": case_miner, "khop": case_khop, "skipgram": case_skipgram, "gcn": case_gcn, "grace": case_grace,
          "inbatch": case_inbatch, "gemm": case_gemm}
+
+
+def _cpu_model():
+    """The host CPU's model name (Linux), for comparing machines."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu model unknown"
 
 
 def main(argv=None):
@@ -823,7 +883,8 @@ def main(argv=None):
     if not args.cpu_only and not backend.simulator_enabled():
         dev = cuda.get_current_device()
         print(f"device: {dev.name.decode() if isinstance(dev.name, bytes) else dev.name}, "
-              f"cc {dev.compute_capability}, {dev.MULTIPROCESSOR_COUNT} SMs; cpu cores {os.cpu_count()}")
+              f"cc {dev.compute_capability}, {dev.MULTIPROCESSOR_COUNT} SMs; cpu cores {os.cpu_count()} "
+              f"({_cpu_model()})")
         print(f"device memory: {backend.cuda_pool_info()['reason']}")
     import numba
 

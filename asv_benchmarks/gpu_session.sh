@@ -28,14 +28,16 @@ export PYTHONPATH="$SHIM:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
 BENCH_ARGS=${BENCH_ARGS---no-cpu --kernel-times}
 
-{ nvidia-smi -L; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
+{ nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu,clocks_throttle_reasons.active --format=csv
+  grep -m1 "model name" /proc/cpuinfo; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1
 
-# The cases still short of their targets first (info_nce, the GCN/GRACE epochs, the GEMM, the miner), so a step
+# host first (seconds): what a launch and a round trip cost this machine's host, to compare machines by. Then
+# the cases still short of their targets (info_nce, the GCN/GRACE epochs, the GEMM, the miner), so a step
 # stopped at its limit loses the least; copy before optim (the optimizers' share of the copy bandwidth). The
 # memory pool is on by default since Run 5 (FASTGNN_CUDA_POOL unset). skipgram and dispatch last: their targets were
 # met in Run 3 (dispatch) and Run 5 (skip-gram).
-timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py infonce gcn grace gemm copy optim miner inbatch skipgram dispatch $BENCH_ARGS \
+timeout "${BENCH_S:-300}" $PY asv_benchmarks/gpu_bench.py host infonce gcn grace gemm copy optim miner inbatch skipgram dispatch $BENCH_ARGS \
     --json "$OUT/rows.json" > "$OUT/bench.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench.txt"
 

@@ -65,22 +65,35 @@ def _loss_buffer(n, reduction, dtype):
 def _reduce(loss, reduction, n, factor=1.0, status=None, table=None):
     """``"none"``: the device array; else the (mean of the) sum as a Python float, one float64 copied back.
 
-    With ``status`` (from ``launch_info_nce_rows``), a table row marked there is reported like on the host; the
-    status is read back after the loss sum was queued, so the call waits on the device once at its end.
+    With ``status`` (from :func:`_status_head`, filled by ``launch_info_nce_rows``), a table row marked there is
+    reported like on the host. The loss sum is then written into the status buffer's third word, so the status
+    and the loss come back in one transfer: the call waits on the device once at its end.
     """
-    out = None
-    if reduction != "none" and loss.size:
-        out = _a().empty(1, np.float64)
-        _a().sum_into(_flat(loss), out, 0)
+    summed = reduction != "none" and loss.size > 0
+    if status is None:
+        if not summed:
+            return loss if reduction == "none" else 0.0
+        head, slot = _a().empty(1, np.float64), 0
+    else:
+        head, slot = status.view(np.float64), 2
+    if summed:
+        _a().sum_into(_flat(loss), head, slot)
+    host = head.copy_to_host()
     if status is not None:
-        row = int(status.copy_to_host()[1])
+        row = int(host.view(np.int64)[1])
         if row >= 0:
             _check.finite(table[row:row + 1].copy_to_host()[0], f"table: row {row}")
             raise ValueError(f"table: row {row} is too large (its squared norm overflows {table.dtype})")
     if reduction == "none":
         return loss
-    total = 0.0 if out is None else factor * float(out.copy_to_host()[0])
+    total = factor * float(host[slot]) if summed else 0.0
     return total / n if (reduction == "mean" and n) else total
+
+
+def _status_head():
+    """InfoNCE's status pair (both -1: no bad table row) and a third int64 word that :func:`_reduce` reuses as
+    the float64 loss sum: one buffer, one copy back."""
+    return _a().full(3, -1, np.int64)
 
 
 def _zeros2(shape, dtype):
@@ -147,9 +160,10 @@ def info_nce(anchors, positives, negatives, table, table_grad, tau, cosine, redu
     into = table_grad is not None and table_grad.shape[0] > 0
     # the coefficients of the table rows' terms: only for the grouped pass (a dense buffer is added into directly)
     cu, cv = (_a().empty((B, 0 if into else Kc), np.float64) for _ in range(2))
-    status = k.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad,
-                                    k.info_nce_scratch(B, Kc), out=table_grad if into else None,
-                                    guard=not dense)
+    status = _status_head()
+    k.launch_info_nce_rows(A, P, T, ids, 1.0 / tau, cosine, a.full(B, weight), loss, gA, gP, cu, cv, bad,
+                           k.info_nce_scratch(B, Kc), out=table_grad if into else None, guard=not dense,
+                           status=status[:2])
     grads = {"anchors": gA, "positives": gP}
     if dense:
         gN = _a().empty((B, K, D), A.dtype)

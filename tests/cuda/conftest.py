@@ -67,6 +67,33 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(ko, "_ROW_TY", 2)  # rows per block of the row-sparse optimizer kernels
 
 
+@pytest.fixture
+def host_waits(monkeypatch):
+    """A list of the points where the host waits for the device, in order: ``("copy", size)`` for each copy of a
+    device array to the host (``copy_to_host``), ``("flag", 1)`` for each status word a
+    :class:`~fastgnn.kernels.cuda.optim.StepGuard` reads (its scans publish it into mapped host memory). Copies
+    made by indexing a device array element (``x[0]``) are not seen; fastgnn's device paths make none."""
+    from numba import cuda
+
+    from fastgnn.kernels.cuda import optim as ko
+
+    log = []
+    cls = type(cuda.device_array(1))  # DeviceNDArray on a GPU, FakeCUDAArray in the simulator
+    real_copy, real_finish = cls.copy_to_host, ko.StepGuard.finish
+
+    def copy_to_host(self, *args, **kwargs):
+        log.append(("copy", int(self.size)))
+        return real_copy(self, *args, **kwargs)
+
+    def finish(self):
+        log.append(("flag", 1))
+        return real_finish(self)
+
+    monkeypatch.setattr(cls, "copy_to_host", copy_to_host)
+    monkeypatch.setattr(ko.StepGuard, "finish", finish)
+    return log
+
+
 # --------------------------------------------------------------------------- kernel signature recording
 # With FASTGNN_RECORD_KERNEL_SIGNATURES=<dir> under the simulator, every launch of a fastgnn kernel records
 # (module, qualname, argument types), the types typed as numba-cuda's dispatcher would type the same

@@ -152,6 +152,32 @@ def test_info_nce_bad_device_inputs(rng):
     np.testing.assert_array_equal(buf.copy_to_host(), np.ones_like(T))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_info_nce_status_and_loss_come_back_in_one_transfer(rng, reduction, host_waits):
+    """Index negatives with a dense table gradient: the call waits on the device twice, for its input checks and
+    once at its end, where the status pair and the loss sum (in the status buffer's third word) come back
+    together; a finite table row whose squared norm overflows is still reported, and nothing is added then."""
+    B, K, D, N = 5, 3, 4, 9
+    A, P = rng.standard_normal((2, B, D)).astype(np.float32)
+    T = rng.standard_normal((N, D)).astype(np.float32)
+    ids = rng.integers(0, N, (B, K))
+    want, _ = info_nce(A, P, ids, table=T, temperature=0.3, reduction=reduction, backend="cpu")
+    dA, dP, dids, dT, buf = dev(A), dev(P), dev(ids), dev(T), dev(np.zeros_like(T))
+    host_waits.clear()
+    loss, _ = info_nce(dA, dP, dids, table=dT, temperature=0.3, reduction=reduction, table_grad=buf)
+    assert len(host_waits) == 2 and all(n <= 8 for _, n in host_waits), host_waits
+    if reduction == "none":
+        np.testing.assert_allclose(host(loss), want, rtol=2e-5, atol=1e-6)
+    else:
+        assert isinstance(loss, float)
+        np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-6)
+    T[ids[2, 1], 0] = 3e19  # finite, but its squared norm overflows float32
+    buf = dev(np.zeros_like(T))
+    with pytest.raises(ValueError, match=f"table: row {ids[2, 1]} is too large"):
+        info_nce(dA, dP, dids, table=dev(T), temperature=0.3, reduction=reduction, table_grad=buf)
+    np.testing.assert_array_equal(buf.copy_to_host(), 0)
+
+
 def test_device_inputs_with_backend_cpu_and_mixed_inputs(rng):
     A, P = rng.standard_normal((2, 4, 3))
     T = rng.standard_normal((6, 3))

@@ -25,16 +25,18 @@ def _script():
 
 def test_gpu_bench_smoke(tmp_path, capsys):
     out = tmp_path / "rows.json"
-    assert _script().main(["--smoke", "copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch",
+    assert _script().main(["--smoke", "host", "copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch",
                            "gemm", "--kernel-times",
                            "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["failed"] == []
     cases = {r["case"] for r in data["rows"]}
-    assert {"copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch", "gemm"} <= cases
+    assert {"host", "copy", "dispatch", "infonce", "khop", "gcn", "grace", "inbatch", "gemm"} <= cases
     # a Trainer epoch is the difference of two fits (clipped at 0): at smoke sizes one fit each, so it may be 0
     assert all(r["median_ms"] >= 0 for r in data["rows"])
     assert all(r["median_ms"] > 0 for r in data["rows"] if "Trainer epoch" not in r["impl"])
+    host = {r["impl"] for r in data["rows"] if r["case"] == "host"}
+    assert {"launch, 1 array argument (arrays.fill)", "round trip: a launch, its result copied back"} <= host
     kernels = {r["impl"] for r in data["rows"] if r["impl"].startswith("kernel ")}
     assert "kernel autograd._matmul (2 epochs)" in kernels and "kernel optim.adam_flat_guarded (2 epochs)" in kernels
     infonce = {r["impl"] for r in data["rows"] if r["case"] == "infonce"}

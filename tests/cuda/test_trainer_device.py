@@ -309,3 +309,16 @@ def test_anchors_cross_once_an_epoch(graph, monkeypatch):
     tr.fit(graph, epochs=2)
     assert sizes.count((7,)) == 4  # per epoch: the anchors once, the positives once
     assert (7, 2) not in sizes and (7, 1) not in sizes, sizes  # no [B, K] negatives drawn on the host
+
+
+def test_an_epoch_waits_for_the_device_four_times(graph, host_waits):
+    """Neighbour InfoNCE on the device table: per epoch the host waits for the device at four points, each reading a
+    few numbers (InfoNCE's input checks, its status and its loss in one transfer, the summed gradient's finiteness flag, the
+    stepped table's); the table crosses once, when fit returns. One more wait an epoch is a regression."""
+    tr = trainer("cuda")
+    tr.fit(graph, epochs=1)  # first epoch: set-up reads (the graph's checks, the status words' first reset)
+    host_waits.clear()
+    tr.fit(graph, epochs=4)
+    epochs, pull = host_waits[:-1], host_waits[-1]
+    assert pull == ("copy", 11 * 4)  # the one pull, at the end of fit
+    assert len(epochs) == 3 * 4 and all(n <= 8 for _, n in epochs), epochs

@@ -99,6 +99,20 @@ def test_parameters_and_state_stay_on_the_device(graph, features, monkeypatch):
     assert all(type(p.data) is np.ndarray for p in tr._parameters())
 
 
+def test_an_epoch_waits_for_the_device_four_times(graph, features, host_waits):
+    """A GCN encoder with neighbour InfoNCE: per epoch the host waits for the device at four points, each reading a
+    few numbers (InfoNCE's input checks, its status and its loss in one transfer, the guarded Adam step's flag, the stepped
+    parameters' flag); the parameters cross once each, when fit returns. One more wait an epoch is a regression."""
+    tr = trainer("cuda", positives="neighbors")
+    tr.fit(graph, epochs=1, features=features)
+    host_waits.clear()
+    tr.fit(graph, epochs=4, features=features)
+    sizes = [p.data.size for p in tr._parameters()]
+    epochs, pulls = host_waits[:-len(sizes)], host_waits[-len(sizes):]
+    assert sorted(pulls) == sorted(("copy", s) for s in sizes)  # the one pull of each, at the end of fit
+    assert len(epochs) == 3 * 4 and all(n <= 8 for _, n in epochs), epochs
+
+
 def test_user_module_on_the_device(graph, features):
     def make():
         f64 = dict(dtype=np.float64)

@@ -193,9 +193,16 @@ def take(src, idx, dtype=None):
 
 
 def copy_into(src, dst, offset):
-    """``dst[offset:offset + len(src)] = src`` (1-d, casting to ``dst``'s dtype)."""
-    if src.shape[0]:
-        _copy_into[_grid(src.shape[0])](src, dst, int64(offset))
+    """``dst[offset:offset + len(src)] = src`` (1-d, casting to ``dst``'s dtype). Between arrays of one dtype this
+    is the driver's device-to-device copy (queued like a kernel, no host wait; at the card's copy bandwidth, where
+    the one-load-a-thread kernel, which casts, moved about a quarter of it in the GCN epoch of Run 6)."""
+    n = src.shape[0]
+    if not n:
+        return
+    if src.dtype == dst.dtype:
+        dst[offset:offset + n].copy_to_device(src)
+    else:
+        _copy_into[_grid(n)](src, dst, int64(offset))
 
 
 def scatter_fill(out, idx, value):

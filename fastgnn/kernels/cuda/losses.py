@@ -324,17 +324,19 @@ def info_nce_scratch(B, K):
 
 
 def launch_info_nce_rows(A, P, table, ids, inv_tau, cosine, scale, loss, gA, gP, coef_u, coef_v, bad, scratch,
-                         out=None, guard=False):
+                         out=None, guard=False, status=None):
     """The two InfoNCE kernels over device arrays: the CPU kernel's arguments, then :func:`info_nce_scratch`'s
     buffers. With ``out`` (a dense ``[N, D]`` table gradient) the backward adds into it by atomics instead of
     writing the coefficients. With ``guard`` the backward is skipped on the device when the forward marked a
     non-finite table row. Returns the status pair (``status[1]``: the highest such row, -1 if none; computed
-    only with ``guard``, else -1).
+    only with ``guard``, else -1): a new device array, or ``status`` (int64, 2 entries, both set to -1 by the
+    caller) when given, e.g. part of a buffer that is copied back with the loss in one transfer.
 
     On an H200 (B=65,536, K=64, D=128, N=10^7; ``asv_benchmarks/GPU_RESULTS.md``, Runs 4 and 5) the two kernels
     take 2.67 ms with the coefficients out and 3.77 ms adding into a dense buffer; before their launch bounds and
     chunks of 32 slots they took 6.44 and 7.19 ms."""
-    status = full(2, -1, np.int64)
+    if status is None:
+        status = full(2, -1, np.int64)
     B = A.shape[0]
     if not B:
         return status
