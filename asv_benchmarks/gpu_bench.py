@@ -337,6 +337,11 @@ def case_infonce(args):
 
     flat = ids.reshape(B * K) if hasattr(ids, "reshape") else ids
     row("infonce", "  part: arrays.group_by_row(ids, bound=N)", timeit(lambda: ka.group_by_row(flat, K, bound=N)))
+    # the radix sort alone at several chunk sizes (the default is the first): data for tuning _CHUNK_ROUNDS
+    for rounds in (ka._CHUNK_ROUNDS, 32, 64, 128):
+        chunk = ka._radix_chunk(flat.shape[0], rounds)
+        row("infonce", f"  part: arrays.sort_keys(ids, bound=N), warp chunks of {chunk} keys "
+            f"({-(-flat.shape[0] // chunk)} chunks)", timeit(lambda: ka.sort_keys(flat, bound=N, rounds=rounds)))
     sc = kl.info_nce_scratch(B, K)
     outs = [cuda.device_array(B, np.float32), cuda.device_array((B, D), np.float32),
             cuda.device_array((B, D), np.float32), cuda.device_array((B, K), np.float64),

@@ -89,6 +89,22 @@ def test_sort_keys_matches_numpy(ka, rng, n, dtype):
         np.testing.assert_array_equal(p.copy_to_host(), want_p)
 
 
+def test_sort_keys_chunk_rounds(ka, rng, monkeypatch):
+    # the tuning knob: chunks of 1, 2 and 4 rounds of 32 keys (4, 2 and 1 chunks of 100 keys; at most 5 chunks),
+    # the same stable order each time; below one round is an error
+    monkeypatch.setattr(ka, "_MAX_CHUNKS", 5)
+    x = inputs(rng, 100, np.int64, 600)
+    want_k, want_p = ref_sort(x, 600)
+    for rounds in (1, 2, 4):
+        assert ka._radix_chunk(100, rounds) == 32 * rounds
+        k, p = ka.sort_keys(dev(x), 600, rounds=rounds)
+        np.testing.assert_array_equal(k.copy_to_host(), want_k)
+        np.testing.assert_array_equal(p.copy_to_host(), want_p)
+    assert ka._radix_chunk(1000, 1) == 32 * 7  # at most 5 chunks: 1000 keys need rounds of 7
+    with pytest.raises(ValueError, match="rounds: expected at least 1, got 0"):
+        ka.sort_keys(dev(x), 600, rounds=0)
+
+
 def test_sort_keys_passes_are_set_by_the_bound(ka, rng, monkeypatch):
     # 8-bit digits: ceil(bits(bound) / 8) scatter launches, each doing work (a pass past the top digit returns at
     # once on the device, so only the launch count shows a wasted pass)

@@ -43,6 +43,7 @@ def test_gpu_bench_smoke(tmp_path, capsys):
     # the row-sparse call's own table: its grouping and its table pass
     assert {"kernel arrays._radix_scatter (one row-sparse call)",
             "kernel losses._table_grad_grouped (one row-sparse call)"} <= infonce
+    assert sum(i.startswith("  part: arrays.sort_keys(ids, bound=N), warp chunks of") for i in infonce) == 4
     grace = {r["impl"] for r in data["rows"] if r["case"] == "grace"}
     assert "kernel graph._compact_arcs (2 epochs)" in grace  # the views are built on the device
     assert "check: loss cuda" in capsys.readouterr().out  # the answer was compared with the CPU backend

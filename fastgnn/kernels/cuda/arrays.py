@@ -450,14 +450,14 @@ def _radix_scatter(src, pos, first, topd, shift, chunk, offs, keys_tmp, pos_tmp,
         warp_sync()
 
 
-def _radix_chunk(n):
-    """Keys per warp chunk: whole rounds of 32, at least ``_CHUNK_ROUNDS`` of them, at most ``_MAX_CHUNKS``
-    chunks."""
-    rounds = max(_CHUNK_ROUNDS, -(-n // (32 * _MAX_CHUNKS)))
+def _radix_chunk(n, rounds=None):
+    """Keys per warp chunk: whole rounds of 32, at least ``rounds`` (default ``_CHUNK_ROUNDS``) of them, at most
+    ``_MAX_CHUNKS`` chunks."""
+    rounds = max(_CHUNK_ROUNDS if rounds is None else int(rounds), -(-n // (32 * _MAX_CHUNKS)))
     return 32 * rounds
 
 
-def sort_keys(flat, bound=None):
+def sort_keys(flat, bound=None, rounds=None):
     """Stable sort of a 1-d device array of integer keys; negative keys (padding) are dropped to the end.
 
     Returns ``(keys, pos)``: int64 device arrays of length ``len(flat)``; ``keys`` ascending (padding as
@@ -469,7 +469,13 @@ def sort_keys(flat, bound=None):
     padding): ``ceil(bits(top) / 8)`` passes, each a per-chunk digit count, a prefix sum of the digit-major
     histogram and a stable scatter, one warp per chunk of consecutive keys reading 32 of them a round. Atomics
     only count; every key's slot is fixed by the keys before it, so the result is the same on every run.
+
+    ``rounds`` (a tuning knob; default ``_CHUNK_ROUNDS``): the fewest rounds of 32 keys a warp's chunk takes.
+    Larger chunks mean fewer warps, a smaller histogram (256 int64 entries a chunk) to scan, and longer runs of
+    consecutive slots per digit in the scatter. ``gpu_bench.py infonce`` times the sort at several values.
     """
+    if rounds is not None and int(rounds) < 1:
+        raise ValueError(f"rounds: expected at least 1, got {rounds}")
     n = flat.shape[0]
     if n == 0:
         return cuda.device_array(0, np.int64), cuda.device_array(0, np.int64)
@@ -483,7 +489,7 @@ def sort_keys(flat, bound=None):
         topd = full(1, top, np.int64)
         bits = top.bit_length()
     passes = max(1, -(-bits // _DIGIT))
-    chunk = _radix_chunk(n)
+    chunk = _radix_chunk(n, rounds)
     nchunks = -(-n // chunk)
     hist = cuda.device_array(_RADIX * nchunks, np.int64)
     scratch = _scan_scratch(hist.shape[0])
