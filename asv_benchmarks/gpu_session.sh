@@ -29,7 +29,7 @@ unset NUMBA_ENABLE_CUDASIM FASTGNN_CUDA_POOL
 BENCH_ARGS=${BENCH_ARGS---no-cpu --kernel-times}
 
 { nvidia-smi -L; nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu,clocks_throttle_reasons.active --format=csv
-  grep -m1 "model name" /proc/cpuinfo; $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
+  $PY -c "import numba, numpy, torch; print('numba', numba.__version__, 'numpy', numpy.__version__,
 'torch', torch.__version__)"; nproc; git log --oneline -1; } > "$OUT/device.txt" 2>&1
 
 # host first (seconds): what a launch and a round trip cost this machine's host, to compare machines by. Then

@@ -195,21 +195,28 @@ def test_exclusive_scan_and_offsets(ka_scan, rng, n):
                                                  (np.float32, np.float64), (np.int32, np.int64)])
 def test_copy_into_places_and_casts(ka, rng, monkeypatch, src_dtype, dst_dtype):
     """``copy_into`` writes ``src`` at the offset of a flat view of a 2-d buffer, casting where the dtypes differ,
-    and leaves the rest alone; one dtype takes the driver's copy (the cast kernel is not launched)."""
+    and leaves the rest alone; one dtype takes the driver's copy (the cast kernel is not launched), except from a
+    strided source, which the driver's copy refuses."""
     src = rng.integers(-50, 50, 13).astype(src_dtype)
     base = np.arange(40, dtype=dst_dtype).reshape(8, 5)
     dst = cuda.to_device(base)
     calls = []
     real = ka._copy_into
-    if src_dtype == dst_dtype:
-        class NoKernel:
-            def __getitem__(self, config):
-                calls.append(config)
-                return real[config]
-        monkeypatch.setattr(ka, "_copy_into", NoKernel())
+
+    class Counting:
+        def __getitem__(self, config):
+            calls.append(config)
+            return real[config]
+
+    monkeypatch.setattr(ka, "_copy_into", Counting())
     ka.copy_into(dev(src), dst.reshape(40), 7)
     ka.copy_into(cuda.device_array(0, src_dtype), dst.reshape(40), 40)  # empty: nothing, even at the end
     want = base.reshape(40).copy()
     want[7:20] = src
     np.testing.assert_array_equal(dst.copy_to_host().reshape(40), want)
-    assert calls == []
+    cast = src_dtype != dst_dtype
+    assert len(calls) == cast
+    ka.copy_into(dev(np.repeat(src, 2))[::2], dst.reshape(40), 25)  # a strided source: the kernel, any dtype
+    want[25:38] = src
+    np.testing.assert_array_equal(dst.copy_to_host().reshape(40), want)
+    assert len(calls) == cast + 1

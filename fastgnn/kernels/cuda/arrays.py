@@ -193,13 +193,14 @@ def take(src, idx, dtype=None):
 
 
 def copy_into(src, dst, offset):
-    """``dst[offset:offset + len(src)] = src`` (1-d, casting to ``dst``'s dtype). Between arrays of one dtype this
-    is the driver's device-to-device copy (queued like a kernel, no host wait; at the card's copy bandwidth, where
-    the one-load-a-thread kernel, which casts, moved about a quarter of it in the GCN epoch of Run 6)."""
+    """``dst[offset:offset + len(src)] = src`` (1-d, casting to ``dst``'s dtype). Between contiguous arrays of one
+    dtype this is the driver's device-to-device copy (queued like a kernel, no host wait; at the card's copy
+    bandwidth, where the one-load-a-thread kernel moved about a quarter of it in the GCN epoch of Run 6); the
+    kernel casts, and takes strided arrays, which the driver's copy refuses."""
     n = src.shape[0]
     if not n:
         return
-    if src.dtype == dst.dtype:
+    if src.dtype == dst.dtype and src.is_c_contiguous() and dst.is_c_contiguous():
         dst[offset:offset + n].copy_to_device(src)
     else:
         _copy_into[_grid(n)](src, dst, int64(offset))
